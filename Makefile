@@ -1,0 +1,48 @@
+# Two commands on a fresh machine: `make run` and `make test`. Everything they need is installed here.
+PYTHON ?= python3
+VENV   ?= .venv
+PY     := $(VENV)/bin/python
+STAMP  := $(VENV)/.installed
+
+.PHONY: install run test unit integration faults check lint format typecheck bench clean
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e '.[dev]'
+	touch $(STAMP)
+
+install: $(STAMP)
+
+## run: start nats-server + a Kafka-protocol broker on loopback, a demo topic and stream, and the bridge
+run: install
+	$(PY) -m bridge dev --config configs/local.yaml
+
+## test: the whole suite against real brokers (Apache Kafka jars are fetched once into ~/.cache)
+test: install
+	$(PY) -m pytest
+
+unit: install
+	$(PY) -m pytest tests/unit
+
+integration: install
+	$(PY) -m pytest tests/integration
+
+faults: install
+	$(PY) -m pytest tests/faults
+
+lint: install
+	$(VENV)/bin/ruff format --check bridge tests
+	$(VENV)/bin/ruff check bridge tests
+
+format: install
+	$(VENV)/bin/ruff format bridge tests
+	$(VENV)/bin/ruff check --fix bridge tests
+
+typecheck: install
+	$(VENV)/bin/mypy
+
+check: lint typecheck test
+
+clean:
+	rm -rf $(VENV) build *.egg-info .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,141 @@
+"""Per-partition ledger of records handed to the sink → the offsets that are safe to commit.
+
+The rule (DESIGN.md): a record becomes committable only when JetStream acknowledged it (or its
+dead-letter publish was acknowledged). The commit for a partition is the first record, in consume
+order, that is not yet acknowledged — or, when nothing is outstanding, the consumer's position
+(which already steps over offsets that carry no record: compacted away, or transaction markers).
+Acknowledgements may arrive in any order; nothing is committed past an unacknowledged record.
+
+Each assignment of a partition gets a fresh ``Ledger``; revoking marks it ``revoked`` so that
+acknowledgements arriving late for it are ignored (they would otherwise leak into a later
+assignment of the same partition). Pure module: imports neither aiokafka nor nats.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from collections.abc import Hashable, Iterator
+from dataclasses import dataclass
+
+
+class Ledger:
+    """Outstanding offsets of one partition assignment, in consume order."""
+
+    __slots__ = ("_acked", "_pending", "committed", "key", "position", "revoked", "stopped")
+
+    def __init__(self, key: Hashable, position: int | None = None) -> None:
+        self.key = key
+        self._pending: deque[int] = deque()
+        self._acked: set[int] = set()
+        self.position = position  # next offset after everything handed over; None until known
+        self.committed: int | None = None  # last offset committed to Kafka for this assignment
+        self.revoked = False
+        self.stopped = False  # a record here can never be published and no dead-letter route exists
+
+    def track(self, offset: int) -> None:
+        """A record was handed to the sink (call in consume order)."""
+        self._pending.append(offset)
+        self.position = offset + 1
+
+    def advance(self, position: int) -> None:
+        """The consumer's position moved to ``position`` (it never moves back within an assignment)."""
+        if self.position is None or position > self.position:
+            self.position = position
+
+    def ack(self, offset: int) -> bool:
+        """``offset`` was stored (or dead-lettered). False when ignored: revoked, or not outstanding."""
+        if self.revoked:
+            return False
+        pending = self._pending
+        if pending and pending[0] == offset:
+            pending.popleft()
+            acked = self._acked
+            while acked and pending and pending[0] in acked:
+                acked.discard(pending.popleft())
+            return True
+        if offset in self._acked:
+            return False
+        self._acked.add(offset)
+        return True
+
+    @property
+    def outstanding(self) -> int:
+        """Records handed over and not yet acknowledged."""
+        return len(self._pending) - len(self._acked)
+
+    @property
+    def first_unacked(self) -> int | None:
+        return self._pending[0] if self._pending else None
+
+    def committable(self) -> int | None:
+        """The offset to commit now (next record to read), or None when nothing is known yet."""
+        if self._pending:
+            return self._pending[0]
+        return self.position
+
+    def needs_commit(self) -> int | None:
+        """``committable()`` when it moved past the last commit, else None."""
+        offset = self.committable()
+        if offset is None or (self.committed is not None and offset <= self.committed):
+            return None
+        return offset
+
+
+@dataclass(frozen=True, slots=True)
+class CheckpointStats:
+    partitions: int
+    outstanding: int
+
+
+class Checkpointer:
+    """All ledgers of the current assignment, keyed by partition."""
+
+    def __init__(self) -> None:
+        self._ledgers: dict[Hashable, Ledger] = {}
+
+    def assign(self, key: Hashable, position: int | None = None) -> Ledger:
+        """Start a fresh ledger for ``key`` (a previous one for it is revoked first)."""
+        old = self._ledgers.get(key)
+        if old is not None:
+            old.revoked = True
+        ledger = Ledger(key, position)
+        self._ledgers[key] = ledger
+        return ledger
+
+    def get(self, key: Hashable) -> Ledger | None:
+        return self._ledgers.get(key)
+
+    def revoke(self, key: Hashable) -> Ledger | None:
+        """Forget ``key``; its ledger is returned (for a last commit) and ignores later acks."""
+        ledger = self._ledgers.pop(key, None)
+        if ledger is not None:
+            ledger.revoked = True
+        return ledger
+
+    def to_commit(self) -> dict[Hashable, int]:
+        """Offsets that moved since the last commit, per partition."""
+        out: dict[Hashable, int] = {}
+        for key, ledger in self._ledgers.items():
+            offset = ledger.needs_commit()
+            if offset is not None:
+                out[key] = offset
+        return out
+
+    def mark_committed(self, offsets: dict[Hashable, int]) -> None:
+        for key, offset in offsets.items():
+            ledger = self._ledgers.get(key)
+            if ledger is not None and (ledger.committed is None or offset > ledger.committed):
+                ledger.committed = offset
+
+    @property
+    def outstanding(self) -> int:
+        return sum(ledger.outstanding for ledger in self._ledgers.values())
+
+    def __iter__(self) -> Iterator[Ledger]:
+        return iter(list(self._ledgers.values()))
+
+    def __len__(self) -> int:
+        return len(self._ledgers)
+
+    def statistics(self) -> CheckpointStats:
+        return CheckpointStats(partitions=len(self._ledgers), outstanding=self.outstanding)

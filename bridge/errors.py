@@ -1,0 +1,172 @@
+"""The bridge's own errors: one shallow tree, typed fields, a ``retriable`` flag.
+
+Client libraries' exceptions (aiokafka, nats-py) are translated into these at the adapters
+(``source.py``, ``sink.py``) with ``raise X from exc``; nothing above the adapters catches a library
+exception. The retry policies in ``retry.py`` read ``retriable``.
+
+```
+BridgeError
+├── ConfigError            the config file is invalid: one Problem per finding (path, line)
+├── UnavailableError       a broker could not be reached (retriable)
+│   ├── KafkaUnavailable
+│   └── NatsUnavailable
+├── AuthError              a broker refused our credentials or certificate
+├── PublishError           one publish was not stored (retriable unless said otherwise)
+│   ├── NoStreamError      no JetStream stream is bound to the subject (503 no responders)
+│   ├── AckTimeout         no PubAck within the ack timeout
+│   ├── ConnectionLost     the NATS connection went away with the publish unacknowledged
+│   └── JetStreamError     the stream answered with an API error
+├── RecordError            a record that can never be published (bad subject, too large, ...)
+├── PartitionStopped       a partition stopped on a RecordError without a dead-letter route
+└── DeliveryFailed         a partition could not deliver within its retry budget
+```
+
+Exit codes (``ExitCode``) map these to the CLI's contract.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass
+
+
+class ExitCode(enum.IntEnum):
+    OK = 0
+    FAILED = 1  # delivery failed, a partition stopped, an unexpected error
+    CONFIG = 2  # the config (or the command line) is invalid; nothing connected
+    UNAVAILABLE = 3  # a broker was unreachable or refused us; nothing committed
+    INTERRUPTED = 130  # a second signal: left at once, uncommitted records are read again later
+
+
+class BridgeError(Exception):
+    """Base of every error the bridge raises on purpose."""
+
+    retriable: bool = False
+    exit_code: ExitCode = ExitCode.FAILED
+
+
+@dataclass(frozen=True, slots=True)
+class Problem:
+    """One finding in a config file: the dotted path, the 1-based line (0 when unknown), what is wrong."""
+
+    path: str
+    line: int
+    message: str
+
+    def __str__(self) -> str:
+        where = f"line {self.line}: " if self.line else ""
+        path = self.path or "<root>"
+        return f"{where}{path}: {self.message}"
+
+
+class ConfigError(BridgeError):
+    exit_code = ExitCode.CONFIG
+
+    def __init__(self, problems: list[Problem], source: str = "") -> None:
+        self.problems = problems
+        self.source = source
+        head = f"{source}: " if source else ""
+        super().__init__(head + "; ".join(str(p) for p in problems))
+
+
+class UnavailableError(BridgeError):
+    retriable = True
+    exit_code = ExitCode.UNAVAILABLE
+
+    def __init__(self, what: str, detail: str) -> None:
+        self.what = what
+        self.detail = detail
+        super().__init__(f"{what} unreachable: {detail}")
+
+
+class KafkaUnavailable(UnavailableError):
+    def __init__(self, brokers: str, detail: str) -> None:
+        super().__init__(f"Kafka ({brokers})", detail)
+
+
+class NatsUnavailable(UnavailableError):
+    def __init__(self, servers: str, detail: str) -> None:
+        super().__init__(f"NATS ({servers})", detail)
+
+
+class AuthError(BridgeError):
+    exit_code = ExitCode.UNAVAILABLE
+
+    def __init__(self, server: str, detail: str) -> None:
+        self.server = server
+        self.detail = detail
+        super().__init__(f"{server} refused the connection: {detail}")
+
+
+class PublishError(BridgeError):
+    """A publish that was not stored. ``subject`` names where it was going."""
+
+    retriable = True
+
+    def __init__(self, subject: str, reason: str) -> None:
+        self.subject = subject
+        self.reason = reason
+        super().__init__(f"publish to {subject!r} failed: {reason}")
+
+
+class NoStreamError(PublishError):
+    def __init__(self, subject: str) -> None:
+        super().__init__(subject, "no JetStream stream is bound to this subject (503 no responders)")
+
+
+class AckTimeout(PublishError):
+    def __init__(self, subject: str, seconds: float) -> None:
+        super().__init__(subject, f"no acknowledgement within {seconds:g}s")
+
+
+class ConnectionLost(PublishError):
+    def __init__(self, subject: str) -> None:
+        super().__init__(subject, "the NATS connection was lost before the acknowledgement")
+
+
+class JetStreamError(PublishError):
+    """An API error from the stream (``{"error": {...}}`` in the PubAck)."""
+
+    # Errors that no retry of the same message can fix: the record is the problem.
+    PERMANENT_ERR_CODES = frozenset(
+        {
+            10054,  # message size exceeds maximum allowed
+            10071,  # wrong last sequence
+            10070,  # wrong last msg id
+        }
+    )
+
+    def __init__(self, subject: str, code: int, err_code: int, description: str) -> None:
+        self.code = code
+        self.err_code = err_code
+        self.description = description
+        super().__init__(subject, f"JetStream error {code}/{err_code}: {description}")
+        self.retriable = err_code not in self.PERMANENT_ERR_CODES
+
+
+class RecordError(BridgeError):
+    """A record that no retry can publish: the reason is in the record or the config."""
+
+    def __init__(self, reason: str, kind: str) -> None:
+        self.reason = reason
+        self.kind = kind  # short machine-readable cause: subject, size, interpolation, header, ...
+        super().__init__(reason)
+
+
+class PartitionStopped(BridgeError):
+    def __init__(self, topic: str, partition: int, offset: int, reason: str) -> None:
+        self.topic = topic
+        self.partition = partition
+        self.offset = offset
+        self.reason = reason
+        super().__init__(
+            f"partition {topic}/{partition} stopped at offset {offset}: {reason} "
+            "(no dead-letter subject configured; nothing past this offset is committed)"
+        )
+
+
+class DeliveryFailed(BridgeError):
+    def __init__(self, lane: str, cause: BaseException) -> None:
+        self.lane = lane
+        self.cause = cause
+        super().__init__(f"{lane}: gave up delivering: {cause}")

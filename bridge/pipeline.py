@@ -1,0 +1,438 @@
+"""The run: KafkaSource → Router → JetStreamSink, acks back into the Checkpointer, commits out.
+
+Owns the loop and its order of work, in one ``asyncio.TaskGroup``:
+
+- **fetch**: ``getmany`` at most ``max_in_flight − in_flight`` records; partitions are paused while
+  they have ``checkpoint_limit`` records outstanding, stopped, finished (backfill) or being revoked,
+  and all of them while the sink is full — ``getmany`` keeps being called so the group membership
+  stays alive. Each record is tracked in its partition's ledger *before* it is published.
+- **ack** (sink callback): the ledger records it; the partition's report counts it.
+- **commit**: every ``commit_period`` the offsets that moved (``Checkpointer.to_commit``).
+- **revocation** (rebalance hook): stop dispatching the partitions, wait up to
+  ``bridge.revoke_timeout`` for their in-flight acks, commit what is safe, drop their lanes (late
+  acks are ignored).
+- **records that can never be published** (``RecordError`` from the router, or a non-retriable
+  JetStream error): published to the dead-letter subject when ``bridge.dead_letter`` is set (its
+  ack makes the record committable), otherwise the partition stops: nothing past it is committed.
+
+Shutdown runs in a fixed order under one budget (``shutdown_timeout``): stop fetching → wait for
+in-flight acks → commit → close the consumer → close NATS. A fatal error (NATS reconnects
+exhausted, a partition that could not deliver within ``bridge.retry_timeout``) still commits what
+was acknowledged before the run ends.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import structlog
+from aiokafka import TopicPartition
+
+from bridge.checkpoint import Checkpointer, Ledger
+from bridge.config import Loaded
+from bridge.errors import BridgeError, ExitCode, PartitionStopped, RecordError
+from bridge.message import Message
+from bridge.modes import Mode
+from bridge.natsopts import connect_options
+from bridge.router import Router
+from bridge.sink import JetStreamSink, Lane, PubAck, SinkStats
+from bridge.source import KafkaSource
+
+log = structlog.get_logger("bridge.pipeline")
+
+FETCH_WAIT = 0.25  # seconds getmany waits for records before the loop looks around again
+
+
+@dataclass(slots=True)
+class PartitionReport:
+    """What one partition delivered in this run."""
+
+    topic: str
+    partition: int
+    records: int = 0
+    duplicates: int = 0
+    dead_lettered: int = 0
+    first_offset: int | None = None
+    last_offset: int | None = None
+    first_seq: int | None = None
+    last_seq: int | None = None
+    stream: str = ""
+    start: int | None = None
+    end: int | None = None
+    committed: int | None = None
+    stopped: str = ""
+
+
+@dataclass(slots=True)
+class _Part:
+    tp: TopicPartition
+    ledger: Ledger
+    lane: Lane
+    report: PartitionReport
+    revoking: bool = False
+
+
+@dataclass(slots=True)
+class RunResult:
+    mode: str
+    reports: list[PartitionReport]
+    stopped: list[PartitionStopped]
+    error: BaseException | None
+    elapsed: float
+    stats: SinkStats
+    interrupted: bool = False
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def records(self) -> int:
+        return sum(r.records for r in self.reports)
+
+    @property
+    def exit_code(self) -> ExitCode:
+        if self.error is not None:
+            return getattr(self.error, "exit_code", ExitCode.FAILED)
+        if self.stopped:
+            return ExitCode.FAILED
+        return ExitCode.OK
+
+
+class Pipeline:
+    def __init__(
+        self,
+        loaded: Loaded,
+        mode: Mode,
+        *,
+        on_progress: Callable[[int], None] | None = None,
+    ) -> None:
+        self.loaded = loaded
+        self.mode = mode
+        self.config = loaded.config
+        self.settings = loaded.kafka
+        self.out = loaded.output
+        self._on_progress = on_progress
+        self.checkpointer = Checkpointer()
+        self._parts: dict[TopicPartition, _Part] = {}
+        self._reports: dict[TopicPartition, PartitionReport] = {}
+        self._stopped: list[PartitionStopped] = []
+        self.sink: JetStreamSink | None = None
+        self.source: KafkaSource | None = None
+        self.router: Router | None = None
+        self._commits = 0
+        self.started = asyncio.Event()  # set once both clients are up
+
+    # ------------------------------------------------------------------ sink callbacks (hot path)
+
+    def _on_ack(self, ctx: Any, ack: PubAck) -> None:
+        part, msg, dead = ctx
+        if not part.ledger.ack(msg.offset):
+            return
+        r = part.report
+        r.records += 1
+        offset = msg.offset
+        if r.first_offset is None or offset < r.first_offset:
+            r.first_offset = offset
+        if r.last_offset is None or offset > r.last_offset:
+            r.last_offset = offset
+        if ack.duplicate:
+            r.duplicates += 1
+        else:
+            if r.first_seq is None:
+                r.first_seq = ack.seq
+                r.stream = ack.stream
+            r.last_seq = ack.seq
+        if dead:
+            r.dead_lettered += 1
+        if self._on_progress is not None:
+            self._on_progress(1)
+
+    def _on_fail(self, ctx: Any, exc: BaseException) -> None:
+        """A publish no retry can store: dead-letter it, or stop its partition."""
+        part, msg, dead = ctx
+        if part.ledger.revoked:
+            return
+        error = exc if isinstance(exc, RecordError) else RecordError(str(exc), kind="jetstream")
+        if dead:
+            self._stop_partition(
+                part, msg, RecordError(f"dead-letter publish failed: {error.reason}", error.kind)
+            )
+            return
+        envelope = self._dead_letter_envelope(part, msg, error)
+        if envelope is not None:
+            assert self.sink is not None
+            self.sink.publish_nowait([(part.lane, envelope, (part, msg, True))])
+
+    def _stop_partition(self, part: _Part, msg: Message, error: RecordError) -> None:
+        if part.ledger.stopped:
+            return
+        part.ledger.stopped = True
+        stopped = PartitionStopped(msg.topic, msg.partition, msg.offset, error.reason)
+        part.report.stopped = str(stopped)
+        self._stopped.append(stopped)
+        log.error(
+            "partition_stopped",
+            topic=msg.topic,
+            partition=msg.partition,
+            offset=msg.offset,
+            reason=error.reason,
+        )
+
+    # ------------------------------------------------------------------ rebalance hooks
+
+    async def partitions_assigned(self, tps: set[TopicPartition]) -> None:
+        assert self.sink is not None and self.source is not None
+        for tp in tps:
+            ledger = self.checkpointer.assign(tp)
+            report = self._reports.get(tp)
+            if report is None:
+                report = self._reports[tp] = PartitionReport(tp.topic, tp.partition)
+            self._parts[tp] = _Part(tp, ledger, self.sink.lane(f"{tp.topic}/{tp.partition}"), report)
+        await self.mode.on_assigned(self.source, sorted(tps))
+        planned = getattr(self.mode, "planned", None)
+        for tp in tps:
+            part = self._parts[tp]
+            position = await self.source.position(tp)
+            part.ledger.advance(position)
+            if self.source.has_group:
+                part.ledger.committed = await self.source.committed(tp)
+            if planned is not None:
+                bounds = planned(tp)
+                if bounds is not None and part.report.start is None:
+                    part.report.start = bounds[0]
+        log.info("partitions_assigned", partitions=_names(tps))
+
+    async def partitions_revoked(self, tps: set[TopicPartition]) -> None:
+        assert self.sink is not None and self.source is not None
+        parts = [self._parts[tp] for tp in tps if tp in self._parts]
+        for part in parts:
+            part.revoking = True
+        budget = self.config.bridge.revoke_timeout
+        started = time.monotonic()
+        try:
+            async with asyncio.timeout(budget):
+                for part in parts:
+                    await self.sink.wait_lane_idle(part.lane)
+        except TimeoutError:
+            log.warning("revoke_timeout", seconds=budget, partitions=_names(p.tp for p in parts))
+        offsets = {p.tp: c for p in parts if (c := p.ledger.needs_commit()) is not None}
+        if offsets:
+            await self._commit(offsets, reason="revoked")
+        abandoned = 0
+        for part in parts:
+            self.checkpointer.revoke(part.tp)
+            abandoned += self.sink.drop_lane(part.lane)
+            del self._parts[part.tp]
+        self.mode.on_revoked(tps)
+        log.info(
+            "partitions_revoked", partitions=_names(tps), waited=round(time.monotonic() - started, 3),
+            committed=len(offsets), abandoned=abandoned,
+        )  # fmt: skip
+
+    # ------------------------------------------------------------------ commits
+
+    async def _commit(self, offsets: dict[TopicPartition, int], reason: str) -> None:
+        assert self.source is not None
+        if not self.source.has_group:
+            return
+        started = time.monotonic()
+        if await self.source.commit(offsets):
+            self.checkpointer.mark_committed(dict(offsets))
+            for tp, offset in offsets.items():
+                report = self._reports.get(tp)
+                if report is not None:
+                    report.committed = offset
+            self._commits += 1
+            log.info(
+                "committed", reason=reason, partitions=len(offsets),
+                ms=round((time.monotonic() - started) * 1000, 1),
+                offsets={f"{tp.topic}/{tp.partition}": o for tp, o in offsets.items()} if len(offsets) <= 16
+                else None,
+            )  # fmt: skip
+
+    async def commit_now(self, reason: str = "periodic") -> None:
+        offsets = self.checkpointer.to_commit()
+        if offsets:
+            await self._commit(offsets, reason)
+
+    async def _commit_loop(self) -> None:
+        period = self.settings.commit_period
+        while True:
+            await asyncio.sleep(period)
+            await self.commit_now()
+
+    # ------------------------------------------------------------------ fetching
+
+    def _paused(self, full: bool) -> set[TopicPartition]:
+        assert self.source is not None
+        if full:
+            return set(self._parts)
+        limit = self.settings.checkpoint_limit
+        return {
+            tp
+            for tp, part in self._parts.items()
+            if part.revoking
+            or part.ledger.stopped
+            or part.ledger.outstanding >= limit
+            or self.mode.partition_done(tp, part.ledger, self.source)
+        }
+
+    async def _fetch_loop(self, stop: asyncio.Event) -> None:
+        sink, source = self.sink, self.source
+        assert sink is not None and source is not None
+        while not stop.is_set():
+            if self.mode.finished(((tp, p.ledger) for tp, p in self._parts.items()), source):
+                return
+            budget = sink.max_in_flight - sink.in_flight
+            source.set_paused(self._paused(budget <= 0))
+            if budget <= 0:
+                # Full: wait for acks, but keep polling so the group sees us alive.
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(1.0):
+                        await sink.wait_capacity()
+                if sink.in_flight >= sink.max_in_flight:
+                    await source.fetch(max_records=1, wait=0)
+                continue
+            batch = await source.fetch(max_records=budget, wait=FETCH_WAIT)
+            if batch:
+                await self._dispatch(batch)
+
+    async def _dispatch(self, batch: dict[TopicPartition, list[Any]]) -> None:
+        sink, source, router = self.sink, self.source, self.router
+        assert sink is not None and source is not None and router is not None
+        out: list[tuple[Lane, Any, Any]] = []
+        route = router.route
+        for tp, records in batch.items():
+            part = self._parts.get(tp)
+            if part is None or part.revoking or part.ledger.stopped:
+                continue  # not ours any more, or stopped: whoever reads next starts at the commit
+            ledger, lane = part.ledger, part.lane
+            highwater = source.highwater(tp)
+            limit = self.mode.limit(tp, source)
+            complete = True
+            for record in records:
+                offset = record.offset
+                if limit is not None and offset >= limit:
+                    complete = False
+                    break
+                msg = Message.from_record(record, highwater)
+                ledger.track(offset)
+                try:
+                    envelope = route(msg)
+                except RecordError as error:
+                    dead = self._dead_letter_envelope(part, msg, error)
+                    if dead is None:
+                        complete = False
+                        break
+                    out.append((lane, dead, (part, msg, True)))
+                    continue
+                out.append((lane, envelope, (part, msg, False)))
+            if complete:
+                ledger.advance(await source.position(tp))
+        if out:
+            await sink.publish(out)
+
+    def _dead_letter_envelope(self, part: _Part, msg: Message, error: RecordError) -> Any:
+        assert self.router is not None
+        if self.router.has_dead_letter:
+            try:
+                envelope = self.router.dead_letter(msg, error)
+            except RecordError as dlq_error:
+                error = RecordError(
+                    f"{error.reason}; dead-letter publish impossible: {dlq_error.reason}", error.kind
+                )
+            else:
+                log.warning(
+                    "dead_lettered",
+                    topic=msg.topic,
+                    partition=msg.partition,
+                    offset=msg.offset,
+                    reason=error.reason,
+                )
+                return envelope
+        self._stop_partition(part, msg, error)
+        return None
+
+    # ------------------------------------------------------------------ the run
+
+    async def run(self, stop: asyncio.Event) -> RunResult:
+        started = time.monotonic()
+        label = self.config.output.label
+        self.sink = sink = JetStreamSink(
+            connect_options(self.out, label),
+            max_in_flight=self.out.max_in_flight,
+            ack_timeout=self.config.bridge.ack_timeout,
+            retry_timeout=self.config.bridge.retry_timeout,
+            max_reconnects=self.out.max_reconnects,
+            reconnect_wait=self.config.bridge.reconnect_wait,
+            on_ack=self._on_ack,
+            on_fail=self._on_fail,
+        )
+        error: BaseException | None = None
+        try:
+            await sink.start()
+            self.router = Router(self.loaded.templates, self.out.metadata, sink.max_payload)
+            self.source = KafkaSource(self.settings, self)
+            await self.source.start()
+            self.started.set()
+            log.info("run_started", mode=self.mode.name, max_in_flight=self.out.max_in_flight)
+            try:
+                async with asyncio.TaskGroup() as tg:
+                    watcher = tg.create_task(sink.wait_failed())
+                    committer = tg.create_task(self._commit_loop())
+                    await self._fetch_loop(stop)
+                    await self._drain()
+                    committer.cancel()
+                    watcher.cancel()
+            except* BridgeError as group:
+                error = group.exceptions[0]
+        except BridgeError as exc:
+            error = exc
+        finally:
+            await self._shutdown()
+        reports = sorted(self._reports.values(), key=lambda r: (r.topic, r.partition))
+        if error is not None:
+            log.error("run_failed", error=str(error))
+        return RunResult(
+            mode=self.mode.name, reports=reports, stopped=list(self._stopped), error=error,
+            elapsed=time.monotonic() - started, stats=sink.statistics(),
+        )  # fmt: skip
+
+    async def _drain(self) -> None:
+        """Stop fetching (the loop has returned) and wait, within the shutdown budget, for the acks."""
+        assert self.sink is not None
+        budget = self.config.shutdown_timeout
+        try:
+            async with asyncio.timeout(budget * 0.75):
+                await self.sink.wait_drained()
+        except TimeoutError:
+            log.warning("drain_timeout", in_flight=self.sink.in_flight, seconds=budget * 0.75)
+
+    async def _shutdown(self) -> None:
+        """Commit what is safe, leave the group, close NATS: every step bounded."""
+        budget = max(self.config.shutdown_timeout * 0.25, 2.0)
+        if self.source is not None:
+            with contextlib.suppress(TimeoutError, BridgeError):
+                async with asyncio.timeout(budget):
+                    await self.commit_now(reason="shutdown")
+            planned = getattr(self.mode, "planned", None)
+            for tp, part in self._parts.items():
+                part.report.committed = part.ledger.committed
+                bounds = planned(tp) if planned is not None else None
+                if bounds is not None:
+                    part.report.start, part.report.end = bounds
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(budget):
+                    await self.source.aclose()
+        if self.sink is not None:
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(budget):
+                    await self.sink.aclose()
+        log.info("run_stopped", commits=self._commits)
+
+
+def _names(tps: Any) -> list[str]:
+    return sorted(f"{tp.topic}/{tp.partition}" for tp in tps)

@@ -1,0 +1,648 @@
+"""JetStreamSink: pipelined JetStream publishes with per-partition order, ack timeouts and re-sends.
+
+Owns the NATS connection (made with nats-py, re-made by us under ``retry.nats_connect``), the
+reply inbox, the bookkeeping of every unacknowledged publish, and the ordering rule:
+
+- Publishes are grouped in **lanes** (one per Kafka partition). Within a lane they are written in
+  order on one connection; the stream stores what one connection sends in that order.
+- A publish that fails for a retriable reason (ack timeout, 503 no responders, a JetStream error
+  such as "stream offline", the connection lost) **halts its lane**: nothing new of that lane is
+  sent; when the lane's other publishes have settled, its unacknowledged publishes are re-sent in
+  order under ``retry.lane`` — the first one alone (a probe), the rest pipelined once it is stored.
+  So a later record never overtakes an earlier one that was not stored, and re-sent records that
+  had been stored are dropped by the server (same ``Nats-Msg-Id``) and count as delivered.
+- A publish that fails for a reason no retry can fix (for example the stream's max message size)
+  is handed back with ``on_fail``; its lane keeps flowing.
+- Every publish has a deadline (``ack_timeout``): nats-py futures have none of their own, and we
+  keep no future per publish at all. Replies come to one wildcard inbox subscription; the reply
+  subject carries an integer token that finds the publish.
+- After a connection loss every unacknowledged publish is re-sent on the next connection. We do
+  not use nats-py's reconnect: its buffer would flush publishes queued behind one lost in the
+  socket, storing a later record before an earlier one.
+
+Frames are written as pre-encoded ``HPUB`` bytes (``bridge.wire``), one write per batch, through
+nats-py's internal ``_send_command``/``_flush_pending``: nats-py's public ``publish`` takes headers as
+a dict (no repeated names, which Redpanda Connect's output sends) and encodes per call. The two
+internals are pinned by the nats-py version range in pyproject.toml and covered by the integration
+tests.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import json
+import ssl
+import time
+from collections import deque
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from typing import Any, NamedTuple
+
+import nats
+import nats.errors
+import structlog
+from nats.aio.client import Client as NatsClient
+from nats.aio.msg import Msg
+
+from bridge import retry
+from bridge.errors import (
+    AckTimeout,
+    AuthError,
+    BridgeError,
+    ConnectionLost,
+    DeliveryFailed,
+    JetStreamError,
+    NatsUnavailable,
+    NoStreamError,
+    PublishError,
+)
+from bridge.router import Envelope
+
+log = structlog.get_logger("bridge.sink")
+
+
+class PubAck(NamedTuple):
+    stream: str
+    seq: int
+    duplicate: bool
+
+
+# Publish states
+WAITING, SENT, FAILED, DONE = 0, 1, 2, 3
+
+
+class Publish:
+    """One record's publish, kept until JetStream acknowledged it."""
+
+    __slots__ = ("ctx", "deadline", "envelope", "lane", "state", "token")
+
+    def __init__(self, lane: Lane, envelope: Envelope, ctx: Any) -> None:
+        self.lane = lane
+        self.envelope = envelope
+        self.ctx = ctx  # the caller's (ledger, offset, ...); opaque here
+        self.token = 0
+        self.deadline = 0.0
+        self.state = WAITING
+
+
+class Lane:
+    """The publishes of one partition, in record order."""
+
+    __slots__ = (
+        "dropped",
+        "error",
+        "halted",
+        "idle",
+        "name",
+        "outstanding",
+        "probe",
+        "retry_task",
+        "sent",
+        "waiting",
+    )
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self.sent: deque[Publish] = deque()  # written, in order (SENT, FAILED or DONE awaiting the head)
+        self.waiting: deque[Publish] = deque()  # accepted, not written, in order
+        self.outstanding = 0  # publishes of this lane on the wire right now
+        self.halted = False
+        self.dropped = False
+        self.error: BaseException | None = None  # the failure that halted the lane
+        self.probe: asyncio.Future[None] | None = None
+        self.retry_task: asyncio.Task[None] | None = None
+        self.idle: asyncio.Event | None = None
+
+    @property
+    def pending(self) -> int:
+        return sum(1 for p in self.sent if p.state != DONE) + len(self.waiting)
+
+
+@dataclass(frozen=True, slots=True)
+class SinkStats:
+    in_flight: int
+    sent: int
+    acked: int
+    duplicates: int
+    resent: int
+    timeouts: int
+    failures: int
+    reconnects: int
+    reorders: int
+    connected: bool
+
+
+OnAck = Callable[[Any, PubAck], None]
+OnFail = Callable[[Any, BaseException], None]
+
+
+class JetStreamSink:
+    def __init__(
+        self,
+        connect_options: dict[str, Any],
+        *,
+        max_in_flight: int,
+        ack_timeout: float,
+        retry_timeout: float,
+        max_reconnects: int | None,
+        reconnect_wait: float = 2.0,
+        on_ack: OnAck,
+        on_fail: OnFail,
+    ) -> None:
+        self._options = connect_options
+        self._servers = ",".join(connect_options.get("servers", []))
+        self.max_in_flight = max_in_flight
+        self.ack_timeout = ack_timeout
+        self.retry_timeout = retry_timeout
+        self.max_reconnects = max_reconnects
+        self.reconnect_wait = reconnect_wait
+        self._on_ack = on_ack
+        self._on_fail = on_fail
+
+        self._nc: NatsClient | None = None
+        self._prefix = ""
+        self._plen = 0
+        self._tokens = itertools.count(1)
+        self._inflight: dict[int, Publish] = {}  # token → publish, in send order
+        self._outbox: list[bytes] = []  # staged frames not yet handed to nats-py
+        self._lanes: dict[str, Lane] = {}
+        self.in_flight = 0  # accepted and not yet resolved
+        self._capacity = asyncio.Event()
+        self._capacity.set()
+        self._drained = asyncio.Event()
+        self._drained.set()
+        self._connected = asyncio.Event()
+        self._fatal: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._tasks: set[asyncio.Task[Any]] = set()
+        self._reconnecting: asyncio.Task[None] | None = None
+        self._health: asyncio.Task[None] | None = None
+        self._reaper: asyncio.Task[None] | None = None
+        self._closing = False
+        self._closed = False
+        self._last_error: BaseException | None = None
+        self.max_payload = 1024 * 1024
+        self.server_name = ""
+
+        self.sent = self.acked = self.duplicates = self.resent = 0
+        self.timeouts = self.failures = self.reconnects = self.reorders = 0
+
+    # ------------------------------------------------------------------ connection
+
+    async def start(self) -> None:
+        """Connect (under the reconnect policy) and start the ack-timeout reaper."""
+        await self._connect_with_policy(initial=True)
+        self._reaper = self._spawn(self._reap())
+
+    async def _connect_with_policy(self, initial: bool) -> None:
+        if not initial and self.max_reconnects == 0:
+            raise NatsUnavailable(self._servers, "connection lost and max_reconnects is 0")
+        async for attempt in retry.nats_connect(self.max_reconnects, self.reconnect_wait, self._servers):
+            with attempt:
+                await self._connect_once()
+
+    async def _connect_once(self) -> None:
+        self._last_error = None
+
+        async def error_cb(exc: Exception) -> None:
+            self._last_error = exc
+
+        nc = NatsClient()
+        try:
+            await nc.connect(
+                **self._options,
+                error_cb=error_cb,
+                closed_cb=self._closed_cb_for(nc),
+                ping_interval=10,
+                max_outstanding_pings=3,
+            )
+        except nats.errors.NoServersError as exc:
+            raise self._translate(self._last_error or exc) from exc
+        except Exception as exc:
+            raise self._translate(exc) from exc
+        self._nc = nc
+        self._prefix = f"_INBOX.{nc._nuid.next().decode()}."
+        self._plen = len(self._prefix)
+        await nc.subscribe(self._prefix + "*", cb=self._on_reply)
+        await nc.flush(timeout=5)
+        self.max_payload = nc.max_payload
+        self.server_name = str(nc._server_info.get("server_name", ""))
+        self._connected.set()
+        log.info(
+            "nats_connected", servers=self._servers, server=self.server_name, max_payload=self.max_payload
+        )
+
+    def _translate(self, exc: BaseException) -> BridgeError:
+        if isinstance(exc, BridgeError):
+            return exc
+        if isinstance(exc, nats.errors.AuthorizationError) or "authorization" in str(exc).lower():
+            return AuthError(f"NATS ({self._servers})", "authorization violation: check the auth settings")
+        if isinstance(exc, ssl.SSLCertVerificationError):
+            return AuthError(
+                f"NATS ({self._servers})", f"TLS certificate did not verify: {exc.verify_message}"
+            )
+        if isinstance(exc, ssl.SSLError):
+            return AuthError(f"NATS ({self._servers})", f"TLS failed: {exc.reason or exc}")
+        detail = str(exc) or type(exc).__name__
+        if isinstance(exc, nats.errors.NoServersError):
+            detail = "no server could be reached"
+        return NatsUnavailable(self._servers, detail)
+
+    def _closed_cb_for(self, nc: NatsClient) -> Callable[[], Any]:
+        async def closed_cb() -> None:
+            if nc is self._nc and not self._closing:
+                self._connection_lost()
+
+        return closed_cb
+
+    def _connection_lost(self) -> None:
+        self._connected.clear()
+        nc, self._nc = self._nc, None
+        lost = list(self._inflight.values())
+        self._inflight.clear()
+        self._outbox.clear()
+        log.warning(
+            "nats_connection_lost",
+            servers=self._servers,
+            unacked=len(lost),
+            error=str(self._last_error or ""),
+        )
+        for item in lost:
+            item.lane.outstanding -= 1
+            self._fail_transient(item, ConnectionLost(item.envelope.subject))
+        if nc is not None and not nc.is_closed:
+            self._spawn(nc.close())
+        if self._reconnecting is None or self._reconnecting.done():
+            self._reconnecting = self._spawn(self._reconnect())
+
+    async def _reconnect(self) -> None:
+        try:
+            await self._connect_with_policy(initial=False)
+        except BridgeError as exc:
+            self._set_fatal(exc)
+            return
+        self.reconnects += 1
+        for lane in list(self._lanes.values()):
+            self._maybe_retry(lane)
+
+    # ------------------------------------------------------------------ publishing
+
+    def lane(self, name: str) -> Lane:
+        lane = self._lanes.get(name)
+        if lane is None or lane.dropped:
+            lane = self._lanes[name] = Lane(name)
+        return lane
+
+    async def publish(self, batch: Iterable[tuple[Lane, Envelope, Any]]) -> None:
+        """Accept publishes (in record order per lane) and write what can be written now."""
+        self._accept(batch)
+        await self._write()
+
+    def publish_nowait(self, batch: Iterable[tuple[Lane, Envelope, Any]]) -> None:
+        """``publish`` for callbacks: accepted (counted in ``in_flight``) at once, written by a task."""
+        self._accept(batch)
+        if self._outbox:
+            self._spawn(self._write())
+
+    def _accept(self, batch: Iterable[tuple[Lane, Envelope, Any]]) -> None:
+        now = time.monotonic()
+        for lane, envelope, ctx in batch:
+            item = Publish(lane, envelope, ctx)
+            self.in_flight += 1
+            if self._nc is None and not lane.halted:
+                # Disconnected: the lane waits for the next connection like a halted one.
+                lane.halted = True
+                lane.error = ConnectionLost(envelope.subject)
+            if lane.halted or lane.waiting:
+                lane.waiting.append(item)
+                self._maybe_retry(lane)
+            else:
+                self._stage(item, now)
+        if self.in_flight >= self.max_in_flight:
+            self._capacity.clear()
+        if self.in_flight:
+            self._drained.clear()
+
+    def _stage(self, item: Publish, now: float) -> None:
+        """Give ``item`` a token and put its frame in the outbox (written in staging order)."""
+        token = next(self._tokens)
+        item.token = token
+        item.deadline = now + self.ack_timeout
+        item.state = SENT
+        item.lane.sent.append(item)
+        item.lane.outstanding += 1
+        self._inflight[token] = item
+        self.sent += 1
+        env = item.envelope
+        self._outbox += (env.head, f"{self._prefix}{token}".encode(), env.tail)
+
+    async def _write(self) -> None:
+        """Hand the outbox to nats-py as one command. The join, the clear and nats-py's append happen
+        with no suspension in between, so concurrent writers keep staging order."""
+        nc = self._nc
+        if not self._outbox or nc is None or not nc.is_connected:
+            return  # staged items are in _inflight; the connection-lost path re-sends them
+        blob = b"".join(self._outbox)
+        self._outbox.clear()
+        await nc._send_command(blob)
+        await nc._flush_pending()
+
+    # ------------------------------------------------------------------ replies
+
+    async def _on_reply(self, msg: Msg) -> None:
+        try:
+            token = int(msg.subject[self._plen :])
+        except ValueError:
+            return
+        item = self._inflight.pop(token, None)
+        if item is None:
+            return  # late: timed out and re-sent, or its lane was dropped
+        item.lane.outstanding -= 1
+        headers = msg.headers
+        if headers and headers.get("Status"):
+            status = headers["Status"]
+            if status == "503":
+                self._fail(item, NoStreamError(item.envelope.subject))
+            else:
+                desc = headers.get("Description", "")
+                self._fail(item, PublishError(item.envelope.subject, f"status {status} {desc}".strip()))
+            return
+        data = msg.data
+        try:
+            body = json.loads(data)
+        except ValueError:
+            self._fail(item, PublishError(item.envelope.subject, f"unreadable reply {data[:200]!r}"))
+            return
+        err = body.get("error")
+        if err is not None:
+            self._fail(
+                item,
+                JetStreamError(
+                    item.envelope.subject,
+                    int(err.get("code", 0)),
+                    int(err.get("err_code", 0)),
+                    str(err.get("description", "")),
+                ),
+            )
+            return
+        ack = PubAck(str(body.get("stream", "")), int(body.get("seq", 0)), bool(body.get("duplicate", False)))
+        self._ack(item, ack)
+
+    def _ack(self, item: Publish, ack: PubAck) -> None:
+        lane = item.lane
+        if lane.halted and not ack.duplicate:
+            self._check_order(lane, item)
+        item.state = DONE
+        item.token = 0
+        sent = lane.sent
+        while sent and sent[0].state == DONE:
+            sent.popleft()
+        self.acked += 1
+        if ack.duplicate:
+            self.duplicates += 1
+        self._resolved(1)
+        if lane.probe is not None and not lane.probe.done():
+            lane.probe.set_result(None)
+        if lane.idle is not None and not sent and not lane.waiting:
+            lane.idle.set()
+        if lane.halted:
+            self._maybe_retry(lane)
+        self._on_ack(item.ctx, ack)
+
+    def _check_order(self, lane: Lane, item: Publish) -> None:
+        """A publish of a halted lane was stored: if an earlier one of the lane is not, the stream now
+        holds them out of order. It cannot be undone; it is counted and logged loudly."""
+        for earlier in lane.sent:
+            if earlier is item:
+                return
+            if earlier.state == FAILED:
+                self.reorders += 1
+                log.error(
+                    "order_violation",
+                    lane=lane.name,
+                    stored=item.envelope.msg_id,
+                    missing=earlier.envelope.msg_id,
+                )
+                return
+
+    def _resolved(self, n: int) -> None:
+        self.in_flight -= n
+        if self.in_flight < self.max_in_flight:
+            self._capacity.set()
+        if self.in_flight == 0:
+            self._drained.set()
+
+    def _fail(self, item: Publish, exc: BaseException) -> None:
+        if getattr(exc, "retriable", False):
+            self._fail_transient(item, exc)
+            return
+        # No retry can store this record: hand it back, keep the lane flowing.
+        item.state = DONE
+        item.token = 0
+        lane = item.lane
+        while lane.sent and lane.sent[0].state == DONE:
+            lane.sent.popleft()
+        self.failures += 1
+        self._resolved(1)
+        if lane.probe is not None and not lane.probe.done():
+            lane.probe.set_exception(exc)
+        if lane.halted:
+            self._maybe_retry(lane)
+        self._on_fail(item.ctx, exc)
+
+    def _fail_transient(self, item: Publish, exc: BaseException) -> None:
+        item.state = FAILED
+        item.token = 0
+        lane = item.lane
+        self.failures += 1
+        if not lane.halted:
+            log.warning("lane_halted", lane=lane.name, subject=item.envelope.subject, error=str(exc))
+        lane.halted = True
+        lane.error = exc
+        if lane.probe is not None and not lane.probe.done():
+            lane.probe.set_exception(exc)
+        self._maybe_retry(lane)
+
+    # ------------------------------------------------------------------ lane retries
+
+    def _maybe_retry(self, lane: Lane) -> None:
+        if not lane.halted or lane.dropped or lane.outstanding > 0:
+            return
+        if lane.retry_task is not None and not lane.retry_task.done():
+            return
+        # Everything of this lane not yet stored goes back to the front of the queue, in order.
+        unstored = [p for p in lane.sent if p.state != DONE]
+        lane.sent.clear()
+        for p in unstored:
+            p.state = WAITING
+        lane.waiting.extendleft(reversed(unstored))
+        if lane.waiting:
+            lane.retry_task = self._spawn(self._retry_lane(lane))
+        else:
+            lane.halted = False
+
+    async def _retry_lane(self, lane: Lane) -> None:
+        try:
+            async for attempt in retry.lane(lane.name, self.retry_timeout):
+                with attempt:
+                    if lane.dropped:
+                        return
+                    if lane.error is not None and attempt.retry_state.attempt_number == 1:
+                        raise lane.error  # first pass through tenacity: wait before the first re-send
+                    await self._connected.wait()
+                    await self._probe(lane)
+        except asyncio.CancelledError:
+            raise
+        except BaseException as exc:
+            if not lane.dropped:
+                self._set_fatal(DeliveryFailed(f"lane {lane.name}", exc))
+            return
+        lane.halted = False
+        lane.error = None
+        now = time.monotonic()
+        while lane.waiting and not lane.halted:
+            self._stage(lane.waiting.popleft(), now)
+            self.resent += 1
+        await self._write()
+
+    async def _probe(self, lane: Lane) -> None:
+        """Send the lane's first unstored publish alone and wait for its fate."""
+        if not lane.waiting:
+            return
+        item = lane.waiting.popleft()
+        lane.probe = asyncio.get_running_loop().create_future()
+        self._stage(item, time.monotonic())
+        self.resent += 1
+        await self._write()
+        try:
+            await lane.probe
+        except PublishError:
+            if item.state == DONE:
+                return  # not retriable: handed back through on_fail; the lane goes on
+            raise
+        finally:
+            lane.probe = None
+            if item.state != DONE:
+                # Failed: back to the front, as the first of the lane again.
+                if item in lane.sent:
+                    lane.sent.remove(item)
+                item.state = WAITING
+                lane.waiting.appendleft(item)
+
+    # ------------------------------------------------------------------ timeouts and health
+
+    async def _reap(self) -> None:
+        interval = min(max(self.ack_timeout / 10, 0.05), 1.0)
+        while True:
+            await asyncio.sleep(interval)
+            now = time.monotonic()
+            expired = []
+            for token, item in self._inflight.items():
+                if item.deadline > now:
+                    break
+                expired.append(token)
+            for token in expired:
+                item = self._inflight.pop(token)
+                item.lane.outstanding -= 1
+                self.timeouts += 1
+                self._fail_transient(item, AckTimeout(item.envelope.subject, self.ack_timeout))
+            if expired and (self._health is None or self._health.done()):
+                self._health = self._spawn(self._check_connection())
+
+    async def _check_connection(self) -> None:
+        """Acks timed out: make sure the connection still answers a PING, or replace it."""
+        nc = self._nc
+        if nc is None:
+            return
+        try:
+            await nc.flush(timeout=max(int(min(self.ack_timeout, 5.0)), 1))
+        except Exception as exc:
+            if nc is self._nc and not self._closing:
+                self._last_error = exc
+                log.warning(
+                    "nats_connection_stale", servers=self._servers, error=str(exc) or type(exc).__name__
+                )
+                self._connection_lost()
+
+    # ------------------------------------------------------------------ for the pipeline
+
+    async def wait_capacity(self) -> None:
+        await self._capacity.wait()
+
+    async def wait_drained(self) -> None:
+        await self._drained.wait()
+
+    async def wait_failed(self) -> None:
+        """Returns never; raises the fatal error (reconnects exhausted, a lane gave up)."""
+        await self._fatal
+
+    async def wait_lane_idle(self, lane: Lane) -> None:
+        if not lane.sent and not lane.waiting:
+            return
+        lane.idle = asyncio.Event()
+        await lane.idle.wait()
+
+    def drop_lane(self, lane: Lane) -> int:
+        """Forget a revoked partition's lane: its unacknowledged publishes are abandoned (they will be
+        read again by whoever gets the partition); late acks for them are ignored. Returns how many."""
+        lane.dropped = True
+        dropped = 0
+        for item in itertools.chain(lane.sent, lane.waiting):
+            if item.state != DONE:
+                if item.token:
+                    self._inflight.pop(item.token, None)
+                item.state = DONE
+                dropped += 1
+        lane.sent.clear()
+        lane.waiting.clear()
+        lane.outstanding = 0
+        if lane.retry_task is not None:
+            lane.retry_task.cancel()
+        if self._lanes.get(lane.name) is lane:
+            del self._lanes[lane.name]
+        if dropped:
+            self._resolved(dropped)
+        return dropped
+
+    @property
+    def connected(self) -> bool:
+        return self._nc is not None and self._nc.is_connected
+
+    def statistics(self) -> SinkStats:
+        return SinkStats(
+            in_flight=self.in_flight, sent=self.sent, acked=self.acked, duplicates=self.duplicates,
+            resent=self.resent, timeouts=self.timeouts, failures=self.failures,
+            reconnects=self.reconnects, reorders=self.reorders, connected=self.connected,
+        )  # fmt: skip
+
+    # ------------------------------------------------------------------ lifecycle
+
+    def _set_fatal(self, exc: BaseException) -> None:
+        if not self._fatal.done():
+            log.error("sink_failed", error=str(exc))
+            self._fatal.set_exception(exc)
+
+    def _spawn(self, coro: Any) -> asyncio.Task[Any]:
+        task = asyncio.get_running_loop().create_task(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+        return task
+
+    async def aclose(self) -> None:
+        """Close the connection and stop background tasks. Idempotent."""
+        if self._closed:
+            return
+        self._closed = self._closing = True
+        for task in list(self._tasks):
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        if not self._fatal.done():
+            self._fatal.cancel()
+        elif not self._fatal.cancelled():
+            self._fatal.exception()  # retrieved: the pipeline already reported it
+        nc, self._nc = self._nc, None
+        if nc is not None and not nc.is_closed:
+            try:
+                await nc.close()
+            except Exception as exc:  # closing a broken connection: nothing left to do
+                log.debug("nats_close_error", error=str(exc))

@@ -1,0 +1,282 @@
+"""KafkaSource: the aiokafka consumer behind one small surface.
+
+Owns: building the consumer from ``KafkaSettings`` (brokers, group, TLS, SASL, fetch sizes,
+timeouts), subscribing (topics, a pattern, or explicit partitions with start offsets), the
+rebalance hooks, pause/resume, positions and high watermarks, and commits of explicit offsets
+(never ``commit()`` without offsets). aiokafka's exceptions are translated here into
+``bridge.errors``; nothing above this module sees an aiokafka exception.
+
+Without a consumer group (explicit partitions) nothing can be committed: Kafka keeps offsets per
+group. Such a run starts from the given offsets (or ``start_offset``) every time.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from typing import Any, Protocol
+
+import structlog
+from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
+from aiokafka.abc import AbstractTokenProvider
+from aiokafka.errors import (
+    AuthenticationFailedError,
+    CommitFailedError,
+    GroupAuthorizationFailedError,
+    IllegalStateError,
+    KafkaConnectionError,
+    KafkaError,
+    SaslAuthenticationFailed,
+    TopicAuthorizationFailedError,
+    UnsupportedSaslMechanismError,
+)
+
+from bridge import retry
+from bridge.config import KafkaSettings
+from bridge.errors import AuthError, BridgeError, KafkaUnavailable
+from bridge.natsopts import ssl_context
+
+log = structlog.get_logger("bridge.source")
+
+TP = TopicPartition
+__all__ = ["TP", "KafkaSource", "RebalanceHooks"]
+
+
+class RebalanceHooks(Protocol):
+    async def partitions_revoked(self, tps: set[TopicPartition]) -> None: ...
+    async def partitions_assigned(self, tps: set[TopicPartition]) -> None: ...
+
+
+class _Listener(ConsumerRebalanceListener):  # type: ignore[misc]
+    def __init__(self, hooks: RebalanceHooks) -> None:
+        self._hooks = hooks
+
+    async def on_partitions_revoked(self, revoked: Iterable[TopicPartition]) -> None:
+        tps = set(revoked)
+        if tps:
+            await self._hooks.partitions_revoked(tps)
+
+    async def on_partitions_assigned(self, assigned: Iterable[TopicPartition]) -> None:
+        tps = set(assigned)
+        if tps:
+            await self._hooks.partitions_assigned(tps)
+
+
+class _StaticToken(AbstractTokenProvider):  # type: ignore[misc]
+    def __init__(self, token: str) -> None:
+        self._token = token
+
+    async def token(self) -> str:
+        return self._token
+
+
+class KafkaSource:
+    def __init__(self, settings: KafkaSettings, hooks: RebalanceHooks) -> None:
+        self.settings = settings
+        self._hooks = hooks
+        self._consumer: Any = None
+        self._paused: set[TopicPartition] = set()
+        self._closed = False
+        self.brokers = ",".join(settings.brokers)
+
+    # ------------------------------------------------------------------ lifecycle
+
+    def _consumer_options(self) -> dict[str, Any]:
+        s = self.settings
+        opts: dict[str, Any] = {
+            "bootstrap_servers": list(s.brokers),
+            "client_id": s.client_id,
+            "group_id": s.group or None,
+            "enable_auto_commit": False,
+            "auto_offset_reset": {"earliest": "earliest", "latest": "latest", "committed": "none"}[
+                s.start_offset
+            ],
+            "fetch_max_bytes": s.fetch_max_bytes,
+            "fetch_min_bytes": s.fetch_min_bytes,
+            "max_partition_fetch_bytes": s.fetch_max_partition_bytes,
+            "fetch_max_wait_ms": int(min(s.fetch_max_wait, 0.5) * 1000),
+            "isolation_level": s.isolation_level,
+            "metadata_max_age_ms": int(s.metadata_max_age * 1000),
+            # A JoinGroup answer can legitimately take the rebalance timeout (Kafka) or half the session
+            # timeout (Tansu): the request must outlive both.
+            "request_timeout_ms": int(
+                (max(s.request_timeout, s.rebalance_timeout, s.session_timeout) + 5.0) * 1000
+            ),
+            "session_timeout_ms": int(s.session_timeout * 1000),
+            "heartbeat_interval_ms": int(s.heartbeat_interval * 1000),
+            "rebalance_timeout_ms": int(s.rebalance_timeout * 1000),
+            "max_poll_interval_ms": max(int(s.rebalance_timeout * 1000), 300_000),
+            "client_rack": s.rack_id or None,
+        }
+        if s.instance_id:
+            opts["group_instance_id"] = s.instance_id
+        ctx = ssl_context(s.tls)
+        if ctx is not None:
+            opts["ssl_context"] = ctx
+        if s.sasl is not None and s.sasl.mechanism != "none":
+            opts["security_protocol"] = "SASL_SSL" if ctx is not None else "SASL_PLAINTEXT"
+            opts["sasl_mechanism"] = s.sasl.mechanism
+            if s.sasl.mechanism == "OAUTHBEARER":
+                opts["sasl_oauth_token_provider"] = _StaticToken(s.sasl.token)
+            else:
+                opts["sasl_plain_username"] = s.sasl.username
+                opts["sasl_plain_password"] = s.sasl.password
+        elif ctx is not None:
+            opts["security_protocol"] = "SSL"
+        return opts
+
+    def _translate(self, exc: BaseException) -> BridgeError:
+        if isinstance(exc, BridgeError):
+            return exc
+        auth = (
+            AuthenticationFailedError, SaslAuthenticationFailed, UnsupportedSaslMechanismError,
+            TopicAuthorizationFailedError, GroupAuthorizationFailedError,
+        )  # fmt: skip
+        if isinstance(exc, auth):
+            return AuthError(f"Kafka ({self.brokers})", str(exc) or type(exc).__name__)
+        detail = str(exc) or type(exc).__name__
+        return KafkaUnavailable(self.brokers, detail)
+
+    async def start(self) -> None:
+        """Connect and subscribe (or assign). Raises KafkaUnavailable / AuthError."""
+        async for attempt in retry.kafka_connect(self.brokers):
+            with attempt:
+                await self._start_once()
+        s = self.settings
+        if s.explicit:
+            tps = [TopicPartition(e.topic, p) for e in s.explicit for p in e.partitions]
+            known = await self._known_partitions({e.topic for e in s.explicit})
+            missing = [tp for tp in tps if tp not in known]
+            if missing:
+                names = ", ".join(f"{tp.topic}:{tp.partition}" for tp in missing)
+                raise KafkaUnavailable(self.brokers, f"no such partition: {names}")
+            self._consumer.assign(tps)
+            for e in s.explicit:
+                if e.offset is not None:
+                    for p in e.partitions:
+                        self._consumer.seek(TopicPartition(e.topic, p), e.offset)
+            await self._hooks.partitions_assigned(set(tps))
+        elif s.regexp:
+            pattern = "|".join(f"(?:{t})" for t in s.topics)
+            self._consumer.subscribe(pattern=f"^(?:{pattern})$", listener=_Listener(self._hooks))
+        else:
+            self._consumer.subscribe(topics=list(s.topics), listener=_Listener(self._hooks))
+        log.info("kafka_started", brokers=self.brokers, group=s.group or None, topics=list(s.topics) or None)
+
+    async def _start_once(self) -> None:
+        consumer = AIOKafkaConsumer(**self._consumer_options())
+        try:
+            await consumer.start()
+        except (KafkaError, OSError, TimeoutError) as exc:
+            await _quiet_stop(consumer)
+            raise self._translate(exc) from exc
+        self._consumer = consumer
+
+    async def _known_partitions(self, topics: set[str]) -> set[TopicPartition]:
+        known: set[TopicPartition] = set()
+        for topic in topics:
+            parts = self._consumer.partitions_for_topic(topic)
+            if parts is None:
+                await self._consumer._client.force_metadata_update()
+                parts = self._consumer.partitions_for_topic(topic) or set()
+            known |= {TopicPartition(topic, p) for p in parts}
+        return known
+
+    async def aclose(self) -> None:
+        """Leave the group and close. Idempotent."""
+        if self._closed or self._consumer is None:
+            return
+        self._closed = True
+        await _quiet_stop(self._consumer)
+
+    # ------------------------------------------------------------------ consuming
+
+    async def fetch(self, max_records: int, wait: float) -> dict[TopicPartition, list[Any]]:
+        try:
+            result: dict[TopicPartition, list[Any]] = await self._consumer.getmany(
+                timeout_ms=int(wait * 1000), max_records=max_records
+            )
+        except KafkaError as exc:
+            raise self._translate(exc) from exc
+        return result
+
+    def assignment(self) -> set[TopicPartition]:
+        return set(self._consumer.assignment())
+
+    def highwater(self, tp: TopicPartition) -> int | None:
+        hw: int | None = self._consumer.highwater(tp)
+        return hw
+
+    async def position(self, tp: TopicPartition) -> int:
+        pos: int = await self._consumer.position(tp)
+        return pos
+
+    def set_paused(self, wanted: set[TopicPartition]) -> None:
+        """Pause exactly ``wanted`` (among assigned partitions), resume the rest."""
+        assigned = self.assignment()
+        wanted &= assigned
+        newly = wanted - self._paused
+        resumed = (self._paused - wanted) & assigned
+        if newly:
+            self._consumer.pause(*newly)
+        if resumed:
+            self._consumer.resume(*resumed)
+        self._paused = wanted
+
+    def seek(self, tp: TopicPartition, offset: int) -> None:
+        self._consumer.seek(tp, offset)
+
+    async def seek_to_beginning(self, tps: Sequence[TopicPartition]) -> None:
+        await self._consumer.seek_to_beginning(*tps)
+
+    async def end_offsets(self, tps: Sequence[TopicPartition]) -> dict[TopicPartition, int]:
+        try:
+            result: dict[TopicPartition, int] = await self._consumer.end_offsets(list(tps))
+        except KafkaError as exc:
+            raise self._translate(exc) from exc
+        return result
+
+    async def offsets_for_times(
+        self, tps: Sequence[TopicPartition], ts_ms: int
+    ) -> dict[TopicPartition, int | None]:
+        found = await self._consumer.offsets_for_times({tp: ts_ms for tp in tps})
+        return {tp: (None if v is None else v.offset) for tp, v in found.items()}
+
+    async def committed(self, tp: TopicPartition) -> int | None:
+        value: int | None = await self._consumer.committed(tp)
+        return value
+
+    @property
+    def has_group(self) -> bool:
+        return bool(self.settings.group)
+
+    async def commit(self, offsets: dict[TopicPartition, int]) -> bool:
+        """Commit explicit offsets (the next offset to read). False when the group is rebalancing or the
+        partitions are no longer ours: the revocation hook has committed what was safe."""
+        if not offsets or not self.has_group:
+            return True
+        try:
+            async for attempt in retry.kafka_commit():
+                with attempt:
+                    try:
+                        await self._consumer.commit(offsets)
+                    except KafkaConnectionError as exc:
+                        raise KafkaUnavailable(self.brokers, str(exc)) from exc
+        except (CommitFailedError, IllegalStateError) as exc:
+            log.warning("commit_skipped", reason=str(exc), partitions=len(offsets))
+            return False
+        except KafkaUnavailable as exc:
+            log.warning("commit_failed", error=str(exc), partitions=len(offsets))
+            return False
+        except KafkaError as exc:
+            if getattr(exc, "retriable", False):
+                log.warning("commit_failed", error=str(exc), partitions=len(offsets))
+                return False
+            raise self._translate(exc) from exc
+        return True
+
+
+async def _quiet_stop(consumer: Any) -> None:
+    try:
+        await consumer.stop()
+    except Exception as exc:  # a consumer that failed to start may fail to stop; nothing is lost
+        log.debug("consumer_stop_error", error=str(exc))
