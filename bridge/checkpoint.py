@@ -21,7 +21,7 @@ from dataclasses import dataclass
 class Ledger:
     """Outstanding offsets of one partition assignment, in consume order."""
 
-    __slots__ = ("_acked", "_pending", "committed", "key", "position", "revoked", "stopped")
+    __slots__ = ("_acked", "_pending", "committed", "key", "position", "revoked", "start", "stopped")
 
     def __init__(self, key: Hashable, position: int | None = None) -> None:
         self.key = key
@@ -29,6 +29,7 @@ class Ledger:
         self._acked: set[int] = set()
         self.position = position  # next offset after everything handed over; None until known
         self.committed: int | None = None  # last offset committed to Kafka for this assignment
+        self.start: int | None = None  # where this assignment started reading: no commit is owed for it
         self.revoked = False
         self.stopped = False  # a record here can never be published and no dead-letter route exists
 
@@ -53,8 +54,8 @@ class Ledger:
             while acked and pending and pending[0] in acked:
                 acked.discard(pending.popleft())
             return True
-        if offset in self._acked:
-            return False
+        if not pending or offset < pending[0] or offset > pending[-1] or offset in self._acked:
+            return False  # not outstanding: acked already, or never tracked
         self._acked.add(offset)
         return True
 
@@ -74,9 +75,10 @@ class Ledger:
         return self.position
 
     def needs_commit(self) -> int | None:
-        """``committable()`` when it moved past the last commit, else None."""
+        """``committable()`` once it moved past the last commit (before any: past ``start``); else None."""
         offset = self.committable()
-        if offset is None or (self.committed is not None and offset <= self.committed):
+        base = self.committed if self.committed is not None else self.start
+        if offset is None or (base is not None and offset <= base):
             return None
         return offset
 

@@ -24,6 +24,7 @@ from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationEr
 
 from bridge.errors import ConfigError, Problem
 from bridge.interpolation import Template, TemplateSyntaxError
+from bridge.wire import header_name_problem
 
 # --------------------------------------------------------------------------- scalar parsers
 
@@ -390,18 +391,6 @@ class Config(_Model):
     buffer: dict[str, Any] = Field(default_factory=lambda: {"none": {}})
     bridge: BridgeSection = BridgeSection()
 
-    @model_validator(mode="after")
-    def _unsupported_components(self) -> Config:
-        for name, section, allowed in (
-            ("metrics", self.metrics, {"prometheus", "none"}),
-            ("tracer", self.tracer, {"none", "open_telemetry_collector"}),
-            ("buffer", self.buffer, {"none"}),
-        ):
-            for kind in section:
-                if kind not in allowed and kind != "mapping":
-                    raise ValueError(f"{name} type {kind!r} is not implemented by this bridge")
-        return self
-
 
 # --------------------------------------------------------------------------- normalized views
 
@@ -593,10 +582,11 @@ def substitute_env(text: str, environ: Mapping[str, str]) -> tuple[str, list[Pro
     def repl(match: re.Match[str]) -> str:
         name, default = match.group(1), match.group(2)
         value = environ.get(name)
+        # Newlines are escaped, as Redpanda Connect does: a value can neither add YAML keys nor move lines.
         if value:
-            return value
+            return value.replace("\n", "\\n")
         if default is not None:
-            return default
+            return default.replace("\n", "\\n")
         if value is not None:
             return value
         line = text.count("\n", 0, match.start()) + 1
@@ -662,6 +652,11 @@ _TOP_LEVEL_UNSUPPORTED = {
     "tests": "config unit tests",
 }
 _KNOWN_INPUTS = ("redpanda", "kafka_franz", "kafka")
+_SERVICE_COMPONENTS = {
+    "metrics": {"prometheus", "none", "mapping"},
+    "tracer": {"none", "open_telemetry_collector"},
+    "buffer": {"none"},
+}
 
 
 def _component_problems(data: Any, lines: Mapping[tuple[str | int, ...], int]) -> list[Problem]:
@@ -681,6 +676,15 @@ def _component_problems(data: Any, lines: Mapping[tuple[str | int, ...], int]) -
                 supported = ", ".join(_KNOWN_INPUTS)
                 message = f"input type {key!r} is not implemented by this bridge (supported: {supported})"
                 problems.append(Problem(f"input.{key}", _line_for(lines, ("input", key)), message))
+    for name, allowed in _SERVICE_COMPONENTS.items():
+        section = data.get(name)
+        if isinstance(section, dict):
+            for kind in section:
+                if kind not in allowed:
+                    problems.append(
+                        Problem(f"{name}.{kind}", _line_for(lines, (name, kind)),
+                                f"{name} type {kind!r} is not implemented by this bridge")
+                    )  # fmt: skip
     section = data.get("output")
     if isinstance(section, dict):
         for key in section:
@@ -769,6 +773,10 @@ def parse(text: str, source: str = "<config>", environ: Mapping[str, str] | None
     subject = _compile(out.subject, (*base, "subject"), lines, problems)
     headers: list[tuple[str, Template]] = []
     for name, value in out.headers.items():
+        problem = header_name_problem(name)
+        if problem:
+            hpath = (*base, "headers", name)
+            problems.append(Problem(_dotted(hpath), _line_for(lines, hpath), problem))
         compiled = _compile(value, (*base, "headers", name), lines, problems)
         if compiled is not None:
             headers.append((name, compiled))
@@ -807,6 +815,9 @@ def load(path: str | Path, environ: Mapping[str, str] | None = None) -> Loaded:
         text = p.read_text(encoding="utf-8")
     except OSError as exc:
         raise ConfigError([Problem("", 0, f"cannot read config file: {exc.strerror}")], str(p)) from exc
+    except UnicodeDecodeError as exc:
+        line = p.read_bytes()[: exc.start].count(b"\n") + 1
+        raise ConfigError([Problem("", line, "the file is not valid UTF-8")], str(p)) from exc
     return parse(text, source=str(p), environ=environ)
 
 

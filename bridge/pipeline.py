@@ -197,6 +197,7 @@ class Pipeline:
             part = self._parts[tp]
             position = await self.source.position(tp)
             part.ledger.advance(position)
+            part.ledger.start = position
             if self.source.has_group:
                 part.ledger.committed = await self.source.committed(tp)
             if planned is not None:

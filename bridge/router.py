@@ -28,6 +28,7 @@ from bridge.message import Message
 from bridge.wire import (
     CRLF,
     HEADER_LINE,
+    clean_header_value,
     encode_header_lines,
     frame_head,
     frame_tail,
@@ -63,13 +64,23 @@ class Router:
         self._wants_metadata = bool(self._prefixes or self._patterns)
         self._allowed: dict[str, str | None] = {}  # metadata key → header name, or None when filtered out
 
-        static = [(k, t) for k, t in templates.headers if t.is_static]
-        self._dynamic_headers = tuple((k, t) for k, t in templates.headers if not t.is_static)
         for name, _ in templates.headers:
             problem = header_name_problem(name)
             if problem:
                 raise ValueError(problem)
-        self._static_lines = encode_header_lines((k, t.render(_NO_MESSAGE)) for k, t in static)
+        # Configured headers in config order: runs of static ones pre-encoded, templates kept to render.
+        self._configured: list[bytes | tuple[str, Template]] = []
+        for name, template in templates.headers:
+            if template.is_static:
+                line = encode_header_lines([(name, template.render(_NO_MESSAGE))])
+                if self._configured and isinstance(self._configured[-1], bytes):
+                    self._configured[-1] += line
+                else:
+                    self._configured.append(line)
+            else:
+                self._configured.append((name, template))
+        self._static_only = all(isinstance(part, bytes) for part in self._configured)
+        self._static_lines = b"".join(p for p in self._configured if isinstance(p, bytes))
         configured = {k.lower() for k, _ in templates.headers}
         self._msg_id: Template | None = None if "nats-msg-id" in configured else templates.msg_id
         self._fast_msg_id = self._msg_id is not None and self._msg_id.source == DEFAULT_MSG_ID
@@ -110,15 +121,21 @@ class Router:
         return name
 
     def _msg_id_for(self, msg: Message) -> str:
-        if self._fast_msg_id:
+        if self._fast_msg_id and not msg.headers:  # a record header may shadow kafka_topic & co.
             return f"{msg.topic}-{msg.partition}-{msg.offset}"
         assert self._msg_id is not None
-        return self._msg_id.render(msg)
+        return clean_header_value(self._msg_id.render(msg))
 
     def _headers(self, msg: Message, msg_id: str) -> bytes:
-        parts = [HEADER_LINE, self._static_lines]
-        if self._dynamic_headers:
-            parts.append(encode_header_lines((k, t.render(msg)) for k, t in self._dynamic_headers))
+        parts = [HEADER_LINE]
+        if self._static_only:
+            parts.append(self._static_lines)
+        else:
+            for part in self._configured:
+                if isinstance(part, bytes):
+                    parts.append(part)
+                else:
+                    parts.append(encode_header_lines([(part[0], part[1].render(msg))]))
         if self._wants_metadata:
             selected = []
             for key, value in msg.metadata().items():
