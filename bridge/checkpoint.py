@@ -29,17 +29,22 @@ class Ledger:
         self._acked: set[int] = set()
         self.position = position  # next offset after everything handed over; None until known
         self.committed: int | None = None  # last offset committed to Kafka for this assignment
-        self.start: int | None = None  # where this assignment started reading: no commit is owed for it
+        self.start: int | None = position  # where this assignment started reading: no commit is owed for it
         self.revoked = False
         self.stopped = False  # a record here can never be published and no dead-letter route exists
 
     def track(self, offset: int) -> None:
         """A record was handed to the sink (call in consume order)."""
+        if self.start is None:
+            self.start = offset
         self._pending.append(offset)
         self.position = offset + 1
 
     def advance(self, position: int) -> None:
-        """The consumer's position moved to ``position`` (it never moves back within an assignment)."""
+        """The consumer's position moved to ``position`` (it never moves back within an assignment).
+        The first position a ledger learns is its ``start``."""
+        if self.start is None:
+            self.start = position
         if self.position is None or position > self.position:
             self.position = position
 

@@ -68,12 +68,38 @@ class PartitionReport:
     stopped: str = ""
 
 
+@dataclass(frozen=True, slots=True)
+class PipelineStats:
+    consumed: int
+    dead_lettered: int
+    commits: int
+    commit_failures: int
+    commit_seconds: float
+    outstanding: int
+    partitions: int
+    stopped: int
+    lag: dict[tuple[str, int], int]
+    sink: SinkStats | None
+
+
+@dataclass(frozen=True, slots=True)
+class Health:
+    nats_connected: bool
+    kafka_assigned: bool
+    commits_fresh: bool
+
+    @property
+    def ready(self) -> bool:
+        return self.nats_connected and self.kafka_assigned and self.commits_fresh
+
+
 @dataclass(slots=True)
 class _Part:
     tp: TopicPartition
     ledger: Ledger
     lane: Lane
     report: PartitionReport
+    preparing: bool = False  # assigned, not yet placed by the mode: paused, records not taken
     revoking: bool = False
 
 
@@ -124,6 +150,13 @@ class Pipeline:
         self.router: Router | None = None
         self._commits = 0
         self.started = asyncio.Event()  # set once both clients are up
+        # counters for statistics() / metrics (read at scrape time; nothing per record beyond +=)
+        self.consumed = 0
+        self.dead_lettered = 0
+        self.commit_failures = 0
+        self.commit_seconds = 0.0
+        self._last_commit_ok = time.monotonic()
+        self.assigned_once = False
 
     # ------------------------------------------------------------------ sink callbacks (hot path)
 
@@ -147,6 +180,7 @@ class Pipeline:
             r.last_seq = ack.seq
         if dead:
             r.dead_lettered += 1
+            self.dead_lettered += 1
         if self._on_progress is not None:
             self._on_progress(1)
 
@@ -184,26 +218,32 @@ class Pipeline:
     # ------------------------------------------------------------------ rebalance hooks
 
     async def partitions_assigned(self, tps: set[TopicPartition]) -> None:
+        """New partitions: paused (before any await, so no record of theirs is handed out) while the mode
+        places them (seek to earliest / a timestamp, end offsets) and their ledgers learn the start."""
         assert self.sink is not None and self.source is not None
         for tp in tps:
             ledger = self.checkpointer.assign(tp)
             report = self._reports.get(tp)
             if report is None:
                 report = self._reports[tp] = PartitionReport(tp.topic, tp.partition)
-            self._parts[tp] = _Part(tp, ledger, self.sink.lane(f"{tp.topic}/{tp.partition}"), report)
+            lane = self.sink.lane(f"{tp.topic}/{tp.partition}")
+            self._parts[tp] = _Part(tp, ledger, lane, report, preparing=True)
+        self.source.set_paused(self._paused(False))
         await self.mode.on_assigned(self.source, sorted(tps))
         planned = getattr(self.mode, "planned", None)
         for tp in tps:
-            part = self._parts[tp]
-            position = await self.source.position(tp)
-            part.ledger.advance(position)
-            part.ledger.start = position
+            part = self._parts.get(tp)
+            if part is None:
+                continue  # revoked while we were preparing it
+            part.ledger.advance(await self.source.position(tp))
             if self.source.has_group:
                 part.ledger.committed = await self.source.committed(tp)
             if planned is not None:
                 bounds = planned(tp)
                 if bounds is not None and part.report.start is None:
                     part.report.start = bounds[0]
+            part.preparing = False
+        self.assigned_once = True
         log.info("partitions_assigned", partitions=_names(tps))
 
     async def partitions_revoked(self, tps: set[TopicPartition]) -> None:
@@ -241,6 +281,8 @@ class Pipeline:
             return
         started = time.monotonic()
         if await self.source.commit(offsets):
+            self._last_commit_ok = time.monotonic()
+            self.commit_seconds += self._last_commit_ok - started
             self.checkpointer.mark_committed(dict(offsets))
             for tp, offset in offsets.items():
                 report = self._reports.get(tp)
@@ -253,11 +295,15 @@ class Pipeline:
                 offsets={f"{tp.topic}/{tp.partition}": o for tp, o in offsets.items()} if len(offsets) <= 16
                 else None,
             )  # fmt: skip
+        else:
+            self.commit_failures += 1
 
     async def commit_now(self, reason: str = "periodic") -> None:
         offsets = self.checkpointer.to_commit()
         if offsets:
             await self._commit(offsets, reason)
+        else:
+            self._last_commit_ok = time.monotonic()  # nothing owed counts as up to date
 
     async def _commit_loop(self) -> None:
         period = self.settings.commit_period
@@ -275,7 +321,8 @@ class Pipeline:
         return {
             tp
             for tp, part in self._parts.items()
-            if part.revoking
+            if part.preparing
+            or part.revoking
             or part.ledger.stopped
             or part.ledger.outstanding >= limit
             or self.mode.partition_done(tp, part.ledger, self.source)
@@ -308,7 +355,12 @@ class Pipeline:
         route = router.route
         for tp, records in batch.items():
             part = self._parts.get(tp)
-            if part is None or part.revoking or part.ledger.stopped:
+            if part is None or part.preparing:
+                # Assigned, but its hook has not run yet: hand these records out again later.
+                if tp in source.assignment():
+                    source.seek(tp, records[0].offset)
+                continue
+            if part.revoking or part.ledger.stopped:
                 continue  # not ours any more, or stopped: whoever reads next starts at the commit
             ledger, lane = part.ledger, part.lane
             highwater = source.highwater(tp)
@@ -321,6 +373,7 @@ class Pipeline:
                     break
                 msg = Message.from_record(record, highwater)
                 ledger.track(offset)
+                self.consumed += 1
                 try:
                     envelope = route(msg)
                 except RecordError as error:
@@ -356,6 +409,39 @@ class Pipeline:
                 return envelope
         self._stop_partition(part, msg, error)
         return None
+
+    # ------------------------------------------------------------------ observability
+
+    def statistics(self) -> PipelineStats:
+        """A snapshot for /metrics and the logs (cheap: no I/O)."""
+        lag: dict[tuple[str, int], int] = {}
+        if self.source is not None:
+            for tp, part in self._parts.items():
+                hw = self.source.highwater(tp)
+                committable = part.ledger.committable()
+                if hw is not None and committable is not None:
+                    lag[(tp.topic, tp.partition)] = max(hw - committable, 0)
+        sink = self.sink.statistics() if self.sink is not None else None
+        return PipelineStats(
+            consumed=self.consumed, dead_lettered=self.dead_lettered, commits=self._commits,
+            commit_failures=self.commit_failures, commit_seconds=self.commit_seconds,
+            outstanding=self.checkpointer.outstanding, partitions=len(self._parts),
+            stopped=len(self._stopped), lag=lag, sink=sink,
+        )  # fmt: skip
+
+    def health(self) -> Health:
+        """Ready = NATS connected, partitions held (or explicitly assigned), commits not stale."""
+        nats_ok = self.sink is not None and self.sink.connected
+        kafka_ok = self.started.is_set() and self.assigned_once and bool(self._parts)
+        period = self.settings.commit_period
+        stale_after = max(3 * period, 30.0)
+        owed = (
+            bool(self.checkpointer.to_commit())
+            if self.source is not None and self.source.has_group
+            else False
+        )
+        commits_ok = not owed or (time.monotonic() - self._last_commit_ok) <= stale_after
+        return Health(nats_connected=nats_ok, kafka_assigned=kafka_ok, commits_fresh=commits_ok)
 
     # ------------------------------------------------------------------ the run
 

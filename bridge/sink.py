@@ -30,6 +30,7 @@ tests.
 from __future__ import annotations
 
 import asyncio
+import bisect
 import itertools
 import json
 import ssl
@@ -133,6 +134,22 @@ class SinkStats:
     connected: bool
 
 
+class LatencyHistogram:
+    """Publish → PubAck latency of sampled acks, in fixed buckets (seconds), Prometheus style."""
+
+    BOUNDS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
+
+    def __init__(self) -> None:
+        self.counts = [0] * (len(self.BOUNDS) + 1)  # the last bucket is +Inf
+        self.total = 0.0
+        self.samples = 0
+
+    def observe(self, seconds: float) -> None:
+        self.counts[bisect.bisect_left(self.BOUNDS, seconds)] += 1
+        self.total += seconds
+        self.samples += 1
+
+
 OnAck = Callable[[Any, PubAck], None]
 OnFail = Callable[[Any, BaseException], None]
 
@@ -184,6 +201,7 @@ class JetStreamSink:
         self.max_payload = 1024 * 1024
         self.server_name = ""
 
+        self.latency = LatencyHistogram()
         self.sent = self.acked = self.duplicates = self.resent = 0
         self.timeouts = self.failures = self.reconnects = self.reorders = 0
 
@@ -398,6 +416,9 @@ class JetStreamSink:
         while sent and sent[0].state == DONE:
             sent.popleft()
         self.acked += 1
+        if self.acked & 15 == 0:
+            # one ack in 16 feeds the latency histogram (sent → PubAck), cheap enough for the hot path
+            self.latency.observe(time.monotonic() - (item.deadline - self.ack_timeout))
         if ack.duplicate:
             self.duplicates += 1
         self._resolved(1)
