@@ -3,8 +3,9 @@
 Owns: ``${VAR}`` / ``${VAR:default}`` substitution, YAML parsing with line numbers, the strict models
 of every section this bridge implements (``input`` as ``redpanda`` / ``kafka_franz`` / ``kafka``,
 ``output`` as ``nats_jetstream``, ``http``, ``logger``, ``shutdown_timeout`` and the ``bridge:``
-extension), compiling every ``${! ... }`` template once, and reporting *every* problem with its dotted
-path and line before anything connects. ``lint`` runs exactly this path.
+extension), compiling every ``${! ... }`` template once, recognizing ``inject_tracing_map``
+(``bridge.tracing``), and reporting *every* problem with its dotted path and line before anything
+connects. ``lint`` runs exactly this path.
 
 After ``load()`` returns, nothing reads files or the environment again: the tree is immutable.
 Pure module: imports neither aiokafka nor nats.
@@ -18,12 +19,14 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any, Literal
+from urllib.parse import unquote, urlsplit
 
 import yaml
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, model_validator
 
 from bridge.errors import ConfigError, Problem
 from bridge.interpolation import Template, TemplateSyntaxError
+from bridge.tracing import TracingMap, parse_mapping
 from bridge.wire import header_name_problem
 
 # --------------------------------------------------------------------------- scalar parsers
@@ -130,12 +133,24 @@ class ClientCert(_Model):
 
 
 class TLS(_Model):
+    """Redpanda Connect's ``tls`` block (both the Kafka input and the NATS output); built into an
+    ``ssl.SSLContext`` by ``bridge.natsopts.ssl_context``. Ignored unless ``enabled``, as there."""
+
     enabled: bool = False
     skip_cert_verify: bool = False
     enable_renegotiation: bool = False
     root_cas: str = ""
     root_cas_file: str = ""
     client_certs: Annotated[tuple[ClientCert, ...], _AS_TUPLE] = ()
+
+    @model_validator(mode="after")
+    def _one_client_cert(self) -> TLS:
+        if len(self.client_certs) > 1:
+            raise ValueError(
+                "client_certs: this bridge presents one client certificate (Python's ssl holds one "
+                f"certificate chain per connection), not {len(self.client_certs)}"
+            )
+        return self
 
 
 # --------------------------------------------------------------------------- input
@@ -147,6 +162,23 @@ class FranzSASL(_Model):
     password: str = ""
     token: str = ""
     extensions: dict[str, str] = Field(default_factory=dict)
+
+    @model_validator(mode="after")
+    def _complete(self) -> FranzSASL:
+        _check_sasl(self.mechanism, self.username, self.token, "username", "token")
+        return self
+
+
+def _check_sasl(mechanism: str, user: str, token: str, user_field: str, token_field: str) -> None:
+    """The fields a SASL mechanism needs (shared by the franz and the sarama spellings)."""
+    if mechanism == "AWS_MSK_IAM":
+        raise ValueError(
+            "mechanism AWS_MSK_IAM is not implemented by this bridge (aiokafka has no IAM signer)"
+        )
+    if mechanism in ("PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512") and not user:
+        raise ValueError(f"mechanism {mechanism} needs {user_field} and password")
+    if mechanism == "OAUTHBEARER" and not token:
+        raise ValueError(f"mechanism OAUTHBEARER needs {token_field}")
 
 
 class _FranzFields(_Model):
@@ -198,6 +230,15 @@ class SaramaSASL(_Model):
     access_token: str = ""
     token_cache: str = ""
     token_key: str = ""
+
+    @model_validator(mode="after")
+    def _complete(self) -> SaramaSASL:
+        if self.token_cache or self.token_key:
+            raise ValueError(
+                "token_cache and token_key need cache resources, which this bridge does not implement"
+            )
+        _check_sasl(self.mechanism, self.user, self.access_token, "user", "access_token")
+        return self
 
 
 class SaramaGroup(_Model):
@@ -268,13 +309,10 @@ class NatsAuth(_Model):
     password: str | None = None
     token: str | None = None
 
-    @model_validator(mode="after")
-    def _one_method(self) -> NatsAuth:
-        pairs = {"user_jwt": "user_nkey_seed", "user": "password"}
-        for a, b in pairs.items():
-            if bool(getattr(self, a)) != bool(getattr(self, b)):
-                raise ValueError(f"{a} and {b} must be given together")
-        methods = [
+    @property
+    def methods(self) -> list[str]:
+        """The authentication methods configured (one at most once validated)."""
+        return [
             name
             for name, on in (
                 ("nkey_file", self.nkey_file),
@@ -286,8 +324,21 @@ class NatsAuth(_Model):
             )
             if on
         ]
+
+    @model_validator(mode="after")
+    def _one_method(self) -> NatsAuth:
+        pairs = {"user_jwt": "user_nkey_seed", "user": "password"}
+        for a, b in pairs.items():
+            if bool(getattr(self, a)) != bool(getattr(self, b)):
+                raise ValueError(f"{a} and {b} must be given together")
+        methods = self.methods
         if len(methods) > 1:
             raise ValueError(f"configure one authentication method, not {len(methods)}: {', '.join(methods)}")
+        for name in ("nkey", "user_nkey_seed"):
+            value = (getattr(self, name) or "").strip()
+            if value and not value.startswith(("S", "P")):
+                hint = ": a value starting with U is a public key" if value.startswith("U") else ""
+                raise ValueError(f"{name} must be an NKey seed (S...) or private key (P...){hint}")
         return self
 
 
@@ -307,7 +358,23 @@ class JetStreamOutput(_Model):
     def _urls_present(self) -> JetStreamOutput:
         if not self.urls:
             raise ValueError("urls needs at least one NATS server URL")
+        methods = self.auth.methods
+        if methods and any(url_credentials(url) for url in self.urls):
+            raise ValueError(
+                f"urls carry credentials (user:password@) and auth sets {methods[0]}: "
+                "configure one authentication method"
+            )
         return self
+
+
+def url_credentials(url: str) -> tuple[str, str | None] | None:
+    """``nats://user:pass@host`` → ``("user", "pass")``; ``nats://token@host`` → ``("token", None)``."""
+    if "@" not in url:
+        return None
+    parts = urlsplit(url if "://" in url else f"nats://{url}")
+    if parts.username is None:
+        return None
+    return unquote(parts.username), None if parts.password is None else unquote(parts.password)
 
 
 class OutputSection(_Model):
@@ -361,6 +428,49 @@ class DeadLetter(_Model):
     subject: str
 
 
+_STREAM_NAME = re.compile(r"^[^.*>\s/\\]+$")
+
+
+class StreamSection(_Model):
+    """``bridge.stream``: the JetStream stream the bridge writes to, created or updated by
+    ``streams ensure`` (and at the start of ``run`` / ``backfill`` unless ``ensure: false``).
+
+    ``subjects`` defaults to the static prefix of the output subject plus ``>`` (and the dead-letter
+    subject's). On update only the fields written in the config are enforced; a new stream gets the
+    defaults below for the others (JetStream's own defaults).
+    """
+
+    name: str
+    subjects: StrList = ()
+    storage: Literal["file", "memory"] = "file"
+    replicas: int = Field(default=1, ge=1, le=5)
+    retention: Literal["limits", "interest", "workqueue"] = "limits"
+    discard: Literal["old", "new"] = "old"
+    duplicate_window: Duration = 120.0
+    max_age: Duration = 0.0  # 0 = unlimited
+    max_bytes: ByteSize = Field(default=-1, ge=-1)
+    max_msgs: int = Field(default=-1, ge=-1)
+    max_msgs_per_subject: int = Field(default=-1, ge=-1)
+    max_msg_size: ByteSize = Field(default=-1, ge=-1)
+    compression: Literal["none", "s2"] = "none"
+    allow_direct: bool = True
+    description: str = ""
+    ensure: bool = True  # create/update it when run or backfill starts
+
+    @model_validator(mode="after")
+    def _valid(self) -> StreamSection:
+        if not _STREAM_NAME.match(self.name):
+            raise ValueError(f"invalid stream name {self.name!r}: no spaces, '.', '*', '>', '/' or '\\'")
+        for subject in self.subjects:
+            if not subject or any(not t or t.isspace() or " " in t for t in subject.split(".")):
+                raise ValueError(f"invalid subject {subject!r}")
+        if self.duplicate_window <= 0:
+            raise ValueError("duplicate_window must be above zero")
+        if self.max_age and self.duplicate_window > self.max_age:
+            raise ValueError("duplicate_window cannot be longer than max_age")
+        return self
+
+
 class BridgeSection(_Model):
     """Extensions beyond Redpanda Connect (documented in the README as such)."""
 
@@ -368,8 +478,10 @@ class BridgeSection(_Model):
     ack_timeout: Duration = 10.0
     retry_timeout: Duration = 300.0  # 0 = retry a failing partition forever
     revoke_timeout: Duration = 10.0
+    workers: int = Field(default=1, ge=1)  # processes in one consumer group (bridge.workers)
     reconnect_wait: Duration = 2.0
     dead_letter: DeadLetter | None = None
+    stream: StreamSection | None = None
 
     @model_validator(mode="after")
     def _positive(self) -> BridgeSection:
@@ -551,6 +663,7 @@ class Templates:
     headers: tuple[tuple[str, Template], ...]
     msg_id: Template | None
     dead_letter_subject: Template | None
+    tracing: TracingMap | None = None  # inject_tracing_map, recognized (bridge.tracing)
 
 
 @dataclass(frozen=True, slots=True)
@@ -562,6 +675,7 @@ class Loaded:
     templates: Templates
     source: str
     lines: Mapping[tuple[str | int, ...], int]
+    warnings: tuple[Problem, ...] = ()  # findings that do not stop a run (``lint`` prints them)
 
     @property
     def output(self) -> JetStreamOutput:
@@ -788,11 +902,13 @@ def parse(text: str, source: str = "<config>", environ: Mapping[str, str] | None
             problems.append(
                 Problem(_dotted(path), _line_for(lines, path), f"invalid regular expression: {exc}")
             )
+    tracing: TracingMap | None = None
     if out.inject_tracing_map:
-        tracing: tuple[str | int, ...] = (*base, "inject_tracing_map")
-        problems.append(
-            Problem(_dotted(tracing), _line_for(lines, tracing), "inject_tracing_map is not implemented yet")
-        )
+        try:
+            tracing = parse_mapping(out.inject_tracing_map)
+        except ValueError as exc:
+            tpath: tuple[str | int, ...] = (*base, "inject_tracing_map")
+            problems.append(Problem(_dotted(tpath), _line_for(lines, tpath), str(exc)))
     msg_id = None
     if config.bridge.msg_id:
         msg_id = _compile(config.bridge.msg_id, ("bridge", "msg_id"), lines, problems)
@@ -804,8 +920,34 @@ def parse(text: str, source: str = "<config>", environ: Mapping[str, str] | None
     if problems:
         raise ConfigError(problems, source)
     assert subject is not None
-    templates = Templates(subject=subject, headers=tuple(headers), msg_id=msg_id, dead_letter_subject=dead)
-    return Loaded(config=config, kafka=kafka, templates=templates, source=source, lines=lines)
+    templates = Templates(
+        subject=subject, headers=tuple(headers), msg_id=msg_id, dead_letter_subject=dead, tracing=tracing
+    )
+    return Loaded(
+        config=config, kafka=kafka, templates=templates, source=source, lines=lines,
+        warnings=tuple(_warnings(config, kafka, lines)),
+    )  # fmt: skip
+
+
+def _warnings(
+    config: Config, kafka: KafkaSettings, lines: Mapping[tuple[str | int, ...], int]
+) -> list[Problem]:
+    out: list[Problem] = []
+    stream = config.bridge.stream
+    if stream is not None:
+        # A crash re-sends what was not committed: up to commit_period of records, read again after
+        # a restart that may take the whole shutdown budget. Dedup must still remember them then.
+        needed = kafka.commit_period + config.shutdown_timeout
+        if stream.duplicate_window < needed:
+            path = ("bridge", "stream", "duplicate_window")
+            out.append(
+                Problem(
+                    _dotted(path), _line_for(lines, path),
+                    f"duplicate_window ({stream.duplicate_window:g}s) is shorter than commit_period plus "
+                    f"shutdown_timeout ({needed:g}s): records re-sent after a crash may be stored twice",
+                )
+            )  # fmt: skip
+    return out
 
 
 def load(path: str | Path, environ: Mapping[str, str] | None = None) -> Loaded:

@@ -155,6 +155,20 @@ class Message:
             self._meta = meta
         return meta
 
+    def merge_metadata(self, values: Mapping[str, str]) -> None:
+        """Set metadata keys (``values`` win over the record's). Only ``inject_tracing_map`` mutates a
+        message, before it is routed; metadata is built here if it was not yet."""
+        meta = self.metadata()
+        assert isinstance(meta, dict)
+        meta.update(values)
+
+    def replace_content(self, value: bytes) -> None:
+        """Replace the payload (``inject_tracing_map``'s ``root.<path> = this`` form), before routing.
+        The metadata keeps describing the record (``kafka_tombstone_message`` included)."""
+        self.metadata()
+        self.value = value
+        self._json = _UNSET
+
     def structured(self) -> Any:
         if self._json is _UNSET:
             try:

@@ -6,12 +6,19 @@ rebalance hooks, pause/resume, positions and high watermarks, and commits of exp
 (never ``commit()`` without offsets). aiokafka's exceptions are translated here into
 ``bridge.errors``; nothing above this module sees an aiokafka exception.
 
+Security: ``tls`` becomes an ``ssl.SSLContext`` (``bridge.natsopts.ssl_context``; SSL, or SASL_SSL
+with ``sasl``), ``sasl`` PLAIN / SCRAM-SHA-256 / SCRAM-SHA-512 (``username``/``password``; the
+legacy input's ``user``) or OAUTHBEARER (a static ``token`` and ``extensions``). A refusal during
+bootstrap (bad credentials, a certificate that does not verify) is an ``AuthError`` naming it.
+
 Without a consumer group (explicit partitions) nothing can be committed: Kafka keeps offsets per
 group. Such a run starts from the given offsets (or ``start_offset``) every time.
 """
 
 from __future__ import annotations
 
+import logging
+import ssl
 from collections.abc import Iterable, Sequence
 from typing import Any, Protocol
 
@@ -62,11 +69,42 @@ class _Listener(ConsumerRebalanceListener):  # type: ignore[misc]
 
 
 class _StaticToken(AbstractTokenProvider):  # type: ignore[misc]
-    def __init__(self, token: str) -> None:
+    """``sasl.token`` (and ``sasl.extensions``) for OAUTHBEARER: a token obtained elsewhere."""
+
+    def __init__(self, token: str, extensions: dict[str, str]) -> None:
         self._token = token
+        self._extensions = extensions
 
     async def token(self) -> str:
         return self._token
+
+    def extensions(self) -> dict[str, str]:
+        return dict(self._extensions)
+
+
+class _BootstrapCauses(logging.Filter):
+    """aiokafka only *logs* why each bootstrap broker failed (a SASL or TLS refusal included) and then
+    raises a bare "Unable to bootstrap": keep the last cause per broker so the error can name it.
+    (With ``logger.level`` above ERROR aiokafka does not log it, and the cause stays unknown.)"""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.causes: dict[str, BaseException] = {}
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        args = record.args
+        if (
+            str(record.msg).startswith("Unable connect to")
+            and isinstance(args, tuple)
+            and len(args) == 3
+            and isinstance(args[2], BaseException)
+        ):
+            self.causes[f"{args[0]}:{args[1]}"] = args[2]
+        return True
+
+
+_BOOTSTRAP = _BootstrapCauses()
+logging.getLogger("aiokafka").addFilter(_BOOTSTRAP)  # aiokafka.client logs as "aiokafka"
 
 
 class KafkaSource:
@@ -109,14 +147,16 @@ class KafkaSource:
         }
         if s.instance_id:
             opts["group_instance_id"] = s.instance_id
-        ctx = ssl_context(s.tls)
+        ctx = ssl_context(s.tls, where=f"input.{s.kind}.tls")  # ConfigError if its files do not load
+        for broker in s.brokers:
+            _BOOTSTRAP.causes.pop(broker, None)
         if ctx is not None:
             opts["ssl_context"] = ctx
         if s.sasl is not None and s.sasl.mechanism != "none":
             opts["security_protocol"] = "SASL_SSL" if ctx is not None else "SASL_PLAINTEXT"
             opts["sasl_mechanism"] = s.sasl.mechanism
             if s.sasl.mechanism == "OAUTHBEARER":
-                opts["sasl_oauth_token_provider"] = _StaticToken(s.sasl.token)
+                opts["sasl_oauth_token_provider"] = _StaticToken(s.sasl.token, s.sasl.extensions)
             else:
                 opts["sasl_plain_username"] = s.sasl.username
                 opts["sasl_plain_password"] = s.sasl.password
@@ -131,8 +171,21 @@ class KafkaSource:
             AuthenticationFailedError, SaslAuthenticationFailed, UnsupportedSaslMechanismError,
             TopicAuthorizationFailedError, GroupAuthorizationFailedError,
         )  # fmt: skip
+        if isinstance(exc, KafkaConnectionError) and "Unable to bootstrap" in str(exc):
+            causes = [_BOOTSTRAP.causes[b] for b in self.settings.brokers if b in _BOOTSTRAP.causes]
+            refused = [c for c in causes if isinstance(c, (*auth, ssl.SSLError))]
+            if refused:
+                exc = refused[-1]
+            elif causes:
+                return KafkaUnavailable(self.brokers, f"{exc}: {causes[-1]}")
         if isinstance(exc, auth):
             return AuthError(f"Kafka ({self.brokers})", str(exc) or type(exc).__name__)
+        if isinstance(exc, ssl.SSLCertVerificationError):
+            return AuthError(
+                f"Kafka ({self.brokers})", f"TLS certificate verify failed: {exc.verify_message}"
+            )
+        if isinstance(exc, ssl.SSLError):
+            return AuthError(f"Kafka ({self.brokers})", f"TLS failed: {exc.reason or exc}")
         detail = str(exc) or type(exc).__name__
         return KafkaUnavailable(self.brokers, detail)
 
@@ -161,6 +214,16 @@ class KafkaSource:
         else:
             self._consumer.subscribe(topics=list(s.topics), listener=_Listener(self._hooks))
         log.info("kafka_started", brokers=self.brokers, group=s.group or None, topics=list(s.topics) or None)
+
+    async def missing_topics(self) -> list[str]:
+        """Named topics (not patterns, not explicit partitions) that the cluster does not have."""
+        if self.settings.regexp or self.settings.explicit:
+            return []
+        try:
+            existing = await self._consumer.topics()
+        except KafkaError as exc:
+            raise self._translate(exc) from exc
+        return [t for t in self.settings.topics if t not in existing]
 
     async def _start_once(self) -> None:
         consumer = AIOKafkaConsumer(**self._consumer_options())
