@@ -1,9 +1,10 @@
 """Logging, configured once by the CLI: structlog renders everything, stdlib logs included.
 
-JSON lines when stderr is not a terminal (or ``logger.format: json``), readable console output on
-a terminal. aiokafka's and nats-py's stdlib loggers go through the same processors. Events are
-names plus keys; per-message events are at debug level. Values of keys that look like secrets are
-masked before rendering.
+JSON lines when stderr (where logs go) is not a terminal (or ``logger.format: json``), readable
+console output on a terminal. aiokafka's and nats-py's stdlib loggers go through the same processors.
+Events are names plus keys; per-message events are at debug level. Values of keys that look like
+secrets are masked before rendering, and credentials in URLs (``nats://user:pass@host``) are masked
+in every value, stdlib messages and tracebacks included.
 """
 
 from __future__ import annotations
@@ -75,7 +76,10 @@ def setup(
         foreign_pre_chain=shared,
         processors=[
             structlog.stdlib.ProcessorFormatter.remove_processors_meta,
-            *([structlog.processors.format_exc_info] if as_json else []),
+            # Tracebacks as plain text on both renderers, then masked like everything else: an exception
+            # message may hold a URL with credentials, and rich's console tracebacks would print locals.
+            structlog.processors.format_exc_info,
+            _redact,
             renderer,
         ],
     )

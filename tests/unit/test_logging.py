@@ -1,0 +1,145 @@
+"""``bridge.log``: JSON off a terminal, console on one; stdlib (aiokafka, nats-py) records through the
+same renderer; secrets masked wherever they appear."""
+
+from __future__ import annotations
+
+import io
+import json
+import logging
+import sys
+from collections.abc import Iterator
+
+import pytest
+import structlog
+
+from bridge import log as log_mod
+
+
+class Tty(io.StringIO):
+    def isatty(self) -> bool:
+        return True
+
+
+@pytest.fixture(autouse=True)
+def restore_logging() -> Iterator[None]:
+    root = logging.getLogger()
+    handlers, level = root.handlers[:], root.level
+    levels = {name: logging.getLogger(name).level for name in ("aiokafka", "nats")}
+    yield
+    root.handlers[:] = handlers
+    root.setLevel(level)
+    for name, lvl in levels.items():
+        logging.getLogger(name).setLevel(lvl)
+    structlog.reset_defaults()
+
+
+def lines(stream: io.StringIO) -> list[dict]:
+    return [json.loads(line) for line in stream.getvalue().splitlines() if line.strip()]
+
+
+def capture(monkeypatch: pytest.MonkeyPatch, stream: io.StringIO | None = None) -> io.StringIO:
+    """Point sys.stderr at ``stream`` (inside the test: pytest re-installs its own between phases)."""
+    stream = io.StringIO() if stream is None else stream
+    monkeypatch.setattr(sys, "stderr", stream)
+    return stream
+
+
+def test_json_lines_when_not_a_terminal(monkeypatch: pytest.MonkeyPatch) -> None:
+    stderr = capture(monkeypatch)
+    log_mod.setup("INFO")
+    structlog.get_logger("bridge.test").info("committed", partitions=3, offsets={"t/0": 10})
+    (event,) = lines(stderr)
+    assert event["event"] == "committed"
+    assert (event["partitions"], event["offsets"]) == (3, {"t/0": 10})
+    assert (event["level"], event["logger"]) == ("info", "bridge.test")
+    assert event["timestamp"].endswith("Z")
+
+
+def test_console_on_a_terminal(monkeypatch: pytest.MonkeyPatch) -> None:
+    tty = capture(monkeypatch, Tty())
+    log_mod.setup("INFO")
+    structlog.get_logger("bridge.test").info("run_started", mode="continuous")
+    out = tty.getvalue()
+    assert "run_started" in out
+    assert "mode" in out
+    assert not out.lstrip().startswith("{")
+
+
+def test_format_json_forces_json_on_a_terminal(monkeypatch: pytest.MonkeyPatch) -> None:
+    tty = capture(monkeypatch, Tty())
+    log_mod.setup("INFO", "json", {"service": "bridge-a"})
+    structlog.get_logger("bridge.test").warning("revoke_timeout", seconds=10)
+    (event,) = lines(tty)
+    assert (event["event"], event["service"], event["level"]) == ("revoke_timeout", "bridge-a", "warning")
+
+
+def test_client_library_logs_go_through_the_same_renderer(monkeypatch: pytest.MonkeyPatch) -> None:
+    stderr = capture(monkeypatch)
+    log_mod.setup("DEBUG")
+    logging.getLogger("aiokafka.consumer.group_coordinator").warning("Heartbeat failed for group %s", "g1")
+    logging.getLogger("nats.aio.client").error("nats: encountered error", exc_info=ValueError("boom"))
+    logging.getLogger("aiokafka.conn").info("chatty reconnect detail")  # the clients are held at WARNING
+    kafka, nats = lines(stderr)
+    assert kafka["event"] == "Heartbeat failed for group g1"
+    assert (kafka["logger"], kafka["level"]) == ("aiokafka.consumer.group_coordinator", "warning")
+    assert (nats["logger"], nats["level"]) == ("nats.aio.client", "error")
+    assert "ValueError: boom" in nats["exception"]
+
+
+def test_levels_filter(monkeypatch: pytest.MonkeyPatch) -> None:
+    stderr = capture(monkeypatch)
+    log_mod.setup("WARN")
+    logger = structlog.get_logger("bridge.test")
+    logger.info("quiet")
+    logger.warning("loud")
+    assert [e["event"] for e in lines(stderr)] == ["loud"]
+
+
+SECRETS = ["hunter2", "tok-3f9a", "SUAM4NKEYSEED", "eyJhbGciOi.jwt", "sasl-pw", "kpass"]
+
+
+def test_secrets_are_masked_in_keys_values_messages_and_tracebacks(monkeypatch: pytest.MonkeyPatch) -> None:
+    stderr = capture(monkeypatch)
+    log_mod.setup("DEBUG")
+    logger = structlog.get_logger("bridge.test")
+    logger.info(
+        "connecting", password="hunter2", token="tok-3f9a", user_nkey_seed="SUAM4NKEYSEED",
+        user_jwt="eyJhbGciOi.jwt", sasl_plain_password="sasl-pw",
+        servers="nats://alice:hunter2@127.0.0.1:4222,nats://bob:kpass@10.0.0.1:4222",
+    )  # fmt: skip
+    logging.getLogger("nats.aio.client").error(
+        "could not connect to %s", "nats://alice:hunter2@127.0.0.1:4222"
+    )
+    try:
+        raise ConnectionError("nats://alice:hunter2@127.0.0.1:4222 refused")
+    except ConnectionError:
+        logger.exception("connect_failed")
+        logging.getLogger("aiokafka").exception("bootstrap failed for kafka://u:kpass@host:9092")
+    out = stderr.getvalue()
+    for secret in SECRETS:
+        assert secret not in out, (secret, out)
+    events = lines(stderr)
+    assert events[0]["password"] == "***"
+    assert events[0]["servers"] == "nats://***@127.0.0.1:4222,nats://***@10.0.0.1:4222"
+    assert events[1]["event"] == "could not connect to nats://***@127.0.0.1:4222"
+    assert "nats://***@127.0.0.1:4222 refused" in events[2]["exception"]
+
+
+def test_redact_text_leaves_plain_urls_alone() -> None:
+    assert log_mod.redact_text("nats://127.0.0.1:4222") == "nats://127.0.0.1:4222"
+    assert log_mod.redact_text("user@example.com wrote") == "user@example.com wrote"
+    assert log_mod.redact_text("tls://tok@h:1, nats://u:p@h:2") == "tls://***@h:1, nats://***@h:2"
+
+
+def test_console_tracebacks_are_plain_text_and_masked(monkeypatch: pytest.MonkeyPatch) -> None:
+    tty = capture(monkeypatch, Tty())
+    log_mod.setup("INFO")
+    password = "hunter2"  # a local: rich's tracebacks would print it
+    try:
+        raise ConnectionError(f"nats://alice:{password}@127.0.0.1:4222 refused")
+    except ConnectionError:
+        structlog.get_logger("bridge.test").exception("connect_failed")
+    out = tty.getvalue()
+    assert "connect_failed" in out
+    assert "ConnectionError: nats://***@127.0.0.1:4222 refused" in out
+    assert password not in out

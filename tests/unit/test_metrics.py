@@ -1,0 +1,176 @@
+"""``bridge.metrics`` and ``bridge.http`` against a fake pipeline: exact values, the histogram's
+buckets, /ready's status and body, the root_path aliases, address parsing."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+
+import pytest
+from aiohttp.test_utils import TestClient, TestServer
+from prometheus_client import generate_latest
+from prometheus_client.parser import text_string_to_metric_families
+
+from bridge.config import HttpSection
+from bridge.http import HttpServer, HttpServerError, parse_address
+from bridge.metrics import PREFIX, registry_for
+from bridge.pipeline import Health, PipelineStats
+from bridge.sink import LatencyHistogram, SinkStats
+
+
+@dataclass
+class FakeSink:
+    latency: LatencyHistogram = field(default_factory=LatencyHistogram)
+
+
+@dataclass
+class FakePipeline:
+    stats: PipelineStats
+    state: Health
+    sink: FakeSink | None = field(default_factory=FakeSink)
+
+    def statistics(self) -> PipelineStats:
+        return self.stats
+
+    def health(self) -> Health:
+        return self.state
+
+
+SINK = SinkStats(in_flight=7, sent=130, acked=120, duplicates=4, resent=10, timeouts=2, failures=3,
+                 reconnects=1, reorders=0, connected=True)  # fmt: skip
+STATS = PipelineStats(
+    consumed=125, dead_lettered=1, commits=6, commit_failures=1, commit_seconds=0.3, outstanding=5,
+    partitions=2, stopped=0, lag={("orders", 0): 3, ("orders", 1): 0}, sink=SINK,
+)  # fmt: skip
+READY = Health(nats_connected=True, kafka_assigned=True, commits_fresh=True)
+
+
+def samples(pipeline: FakePipeline) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+    text = generate_latest(registry_for(pipeline, "continuous")).decode()
+    out = {}
+    for family in text_string_to_metric_families(text):
+        for s in family.samples:
+            out[(s.name.removeprefix(PREFIX), tuple(sorted(s.labels.items())))] = s.value
+    return out
+
+
+def test_every_metric_reads_the_snapshot() -> None:
+    pipeline = FakePipeline(STATS, READY)
+    for seconds in (0.0004, 0.003, 0.003, 0.2, 30.0):
+        pipeline.sink.latency.observe(seconds)  # type: ignore[union-attr]
+    got = samples(pipeline)
+    expected = {
+        "records_consumed_total": 125, "records_published_total": 120, "records_acked_total": 120,
+        "records_duplicates_total": 4, "records_dead_lettered_total": 1, "publishes_resent_total": 10,
+        "publish_timeouts_total": 2, "publish_failures_total": 3, "order_violations_total": 0,
+        "nats_reconnects_total": 1, "commits_total": 6, "commit_failures_total": 1,
+        "commit_latency_seconds_count": 6, "commit_latency_seconds_sum": 0.3, "in_flight": 7, "outstanding": 5,
+        "partitions_assigned": 2, "partitions_stopped": 0, "nats_connected": 1, "ready": 1,
+        "publish_latency_seconds_count": 5,
+    }  # fmt: skip
+    for name, value in expected.items():
+        assert got[(name, ())] == pytest.approx(value), name
+    assert got[("kafka_lag", (("partition", "0"), ("topic", "orders")))] == 3
+    assert got[("kafka_lag", (("partition", "1"), ("topic", "orders")))] == 0
+    assert got[("info", (("mode", "continuous"), ("version", "0.1.0")))] == 1
+    assert got[("health_check", (("check", "commits_fresh"),))] == 1
+    # Cumulative buckets from the sink's per-bucket counts.
+    bucket = {
+        dict(labels)["le"]: v for (name, labels), v in got.items() if name == "publish_latency_seconds_bucket"
+    }
+    assert (bucket["0.0005"], bucket["0.0025"], bucket["0.005"], bucket["0.25"], bucket["10.0"]) == (
+        1,
+        1,
+        3,
+        4,
+        4,
+    )
+    assert bucket["+Inf"] == 5
+    assert got[("publish_latency_seconds_sum", ())] == pytest.approx(30.2064)
+    assert ("process_cpu_seconds_total", ()) in got  # the process collector rides along
+
+
+def test_before_the_pipeline_started() -> None:
+    idle = PipelineStats(0, 0, 0, 0, 0.0, 0, 0, 0, {}, None)
+    got = samples(FakePipeline(idle, Health(False, False, True), sink=None))
+    assert got[("records_acked_total", ())] == 0
+    assert got[("ready", ())] == 0
+    assert got[("health_check", (("check", "nats_connected"),))] == 0
+    assert got[("publish_latency_seconds_count", ())] == 0
+    assert not [k for k in got if k[0] == "kafka_lag"]
+
+
+async def client_for(pipeline: FakePipeline, root_path: str = "/benthos") -> TestClient:
+    server = HttpServer(HttpSection(address="127.0.0.1:0", root_path=root_path), pipeline, "backfill")
+    client = TestClient(TestServer(server._app()))
+    await client.start_server()
+    return client
+
+
+async def test_ready_reports_the_failing_checks() -> None:
+    pipeline = FakePipeline(STATS, Health(nats_connected=False, kafka_assigned=True, commits_fresh=False))
+    client = await client_for(pipeline)
+    try:
+        resp = await client.get("/ready")
+        assert resp.status == 503
+        assert resp.content_type == "application/json"
+        body = json.loads(await resp.text())
+        assert body == {
+            "ready": False,
+            "checks": {"nats_connected": False, "kafka_assigned": True, "commits_fresh": False},
+            "failing": ["nats_connected", "commits_fresh"],
+        }
+        pipeline.state = READY
+        resp = await client.get("/benthos/ready")  # Redpanda Connect's root_path alias
+        assert resp.status == 200
+        assert json.loads(await resp.text())["failing"] == []
+        resp = await client.get("/ping")
+        assert (resp.status, await resp.text()) == (200, "pong")
+        resp = await client.get("/metrics")
+        assert resp.status == 200
+        assert resp.headers["Content-Type"].startswith("text/plain; version=")
+        assert f"{PREFIX}records_consumed_total 125.0" in await resp.text()
+        assert (await client.get("/nope")).status == 404
+    finally:
+        await client.close()
+
+
+async def test_no_root_path_alias_when_empty() -> None:
+    client = await client_for(FakePipeline(STATS, READY), root_path="")
+    try:
+        assert (await client.get("/ping")).status == 200
+        assert (await client.get("/benthos/ping")).status == 404
+    finally:
+        await client.close()
+
+
+async def test_binds_and_reports_its_port() -> None:
+    server = HttpServer(HttpSection(address="127.0.0.1:0"), FakePipeline(STATS, READY))
+    await server.start()
+    try:
+        assert server.port > 0
+        taken = HttpServer(HttpSection(address=f"127.0.0.1:{server.port}"), FakePipeline(STATS, READY))
+        with pytest.raises(HttpServerError, match=f"127.0.0.1:{server.port}"):
+            await taken.start()
+    finally:
+        await server.aclose()
+        await server.aclose()  # idempotent
+
+
+@pytest.mark.parametrize(
+    ("address", "expected"),
+    [
+        ("0.0.0.0:4195", ("0.0.0.0", 4195)),
+        (":4195", (None, 4195)),
+        ("[::1]:8080", ("::1", 8080)),
+        ("localhost:80", ("localhost", 80)),
+    ],
+)
+def test_parse_address(address: str, expected: tuple[str | None, int]) -> None:
+    assert parse_address(address) == expected
+
+
+@pytest.mark.parametrize("address", ["4195", "host:", "host:http", "host:70000"])
+def test_parse_address_rejects(address: str) -> None:
+    with pytest.raises(HttpServerError, match="expected host:port"):
+        parse_address(address)
