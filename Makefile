@@ -31,6 +31,10 @@ integration: install
 faults: install
 	$(PY) -m pytest tests/faults
 
+## bench: brokers on loopback, 1,000,000 × 200-byte records; prints a table and writes bench-results.json
+bench: install
+	$(PY) -m bridge bench $(BENCH_ARGS)
+
 lint: install
 	$(VENV)/bin/ruff format --check bridge tests
 	$(VENV)/bin/ruff check bridge tests

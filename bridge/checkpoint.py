@@ -40,6 +40,15 @@ class Ledger:
         self._pending.append(offset)
         self.position = offset + 1
 
+    def track_many(self, offsets: list[int]) -> None:
+        """``track`` for a batch of offsets, in consume order."""
+        if not offsets:
+            return
+        if self.start is None:
+            self.start = offsets[0]
+        self._pending.extend(offsets)
+        self.position = offsets[-1] + 1
+
     def advance(self, position: int) -> None:
         """The consumer's position moved to ``position`` (it never moves back within an assignment).
         The first position a ledger learns is its ``start``."""

@@ -1,4 +1,5 @@
-"""The command line: ``run``, ``backfill``, ``lint``, ``dev``; signals; exit codes.
+"""The command line: ``run``, ``backfill``, ``lint``, ``dev``, ``verify``, ``translate``,
+``streams ensure``; signals; exit codes.
 
 Exit codes (``bridge.errors.ExitCode``): 0 done; 1 a delivery failed or a partition stopped;
 2 the config or the command line is invalid (nothing connected); 3 a broker was unreachable or
@@ -23,12 +24,17 @@ from typing import Any
 import structlog
 
 from bridge import config as config_mod
+from bridge import eventloop
 from bridge import log as log_mod
-from bridge.errors import ConfigError, ExitCode
+from bridge.bench import Params
+from bridge.errors import BridgeError, ConfigError, ExitCode
 from bridge.modes import Backfill, Continuous, Mode, parse_start
 from bridge.pipeline import Pipeline, RunResult
 
 log = structlog.get_logger("bridge.cli")
+
+
+WORKERS_HELP = "processes in one consumer group on this machine (default: bridge.workers, 1)"
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -40,6 +46,7 @@ def _parser() -> argparse.ArgumentParser:
 
     run = sub.add_parser("run", help="replicate continuously until SIGTERM/SIGINT")
     run.add_argument("-c", "--config", required=True, help="Redpanda Connect YAML file")
+    run.add_argument("--workers", type=int, help=WORKERS_HELP)
 
     bf = sub.add_parser("backfill", help="publish up to the end offsets seen at start, commit, exit")
     bf.add_argument("-c", "--config", required=True, help="Redpanda Connect YAML file")
@@ -48,6 +55,22 @@ def _parser() -> argparse.ArgumentParser:
         help="earliest | committed (default) | an RFC 3339 timestamp such as 2026-01-31T00:00:00Z",
     )  # fmt: skip
     bf.add_argument("--json", action="store_true", help="print the summary as JSON instead of a table")
+    bf.add_argument("--workers", type=int, help=WORKERS_HELP)
+
+    bench = sub.add_parser("bench", help="measure raw Kafka, raw JetStream and the bridge on local brokers")
+    defaults = Params()
+    bench.add_argument("--records", type=int, default=defaults.records)
+    bench.add_argument("--size", type=int, default=defaults.size, help="record value size in bytes")
+    bench.add_argument("--partitions", type=int, default=defaults.partitions)
+    bench.add_argument("--max-in-flight", type=int, default=defaults.max_in_flight)
+    bench.add_argument("--broker", choices=("kafka", "tansu"), default=defaults.broker)
+    bench.add_argument("--kafka-bootstrap", default="", help="use this broker instead of starting one")
+    bench.add_argument("--nats-url", default="", help="use this nats-server instead of starting one")
+    bench.add_argument("--workers", default="1,2", help="worker counts for the backfill phase, e.g. 1,2")
+    bench.add_argument("--latency-rate", type=int, default=defaults.latency_rate, help="records/s")
+    bench.add_argument("--latency-seconds", type=float, default=defaults.latency_seconds, help="0 skips it")
+    bench.add_argument("--no-baseline", action="store_true", help="skip the plain-loop baseline")
+    bench.add_argument("--output", default=defaults.output, help="where to write the JSON results")
 
     lint = sub.add_parser("lint", help="validate config files; exit 2 with one line per problem")
     lint.add_argument("files", nargs="+")
@@ -58,6 +81,24 @@ def _parser() -> argparse.ArgumentParser:
     )
     dev.add_argument("-c", "--config", default="configs/local.yaml")
     dev.add_argument("--records", type=int, default=30, help="sample records to preload")
+
+    vf = sub.add_parser("verify", help="compare every partition of the Kafka topics with the stream")
+    vf.add_argument("-c", "--config", required=True, help="Redpanda Connect YAML file")
+    vf.add_argument(
+        "--stream", help="the stream to compare with (default: bridge.stream.name, else found by subject)"
+    )
+    vf.add_argument("--json", action="store_true", help="print the report as JSON instead of a table")
+
+    tr = sub.add_parser("translate", help="a consumer group's committed offsets → stream sequences")
+    tr.add_argument("-c", "--config", required=True, help="Redpanda Connect YAML file")
+    tr.add_argument("--group", required=True, help="the Kafka consumer group moving to JetStream")
+    tr.add_argument("--stream", help="the stream (default: bridge.stream.name, else found by subject)")
+    tr.add_argument("--json", action="store_true", help="print the result as JSON instead of a table")
+
+    st = sub.add_parser("streams", help="JetStream stream provisioning")
+    st_sub = st.add_subparsers(dest="streams_command", required=True)
+    ensure = st_sub.add_parser("ensure", help="create or update the stream described by bridge.stream")
+    ensure.add_argument("-c", "--config", required=True, help="Redpanda Connect YAML file")
     return p
 
 
@@ -68,13 +109,16 @@ def cmd_lint(files: Sequence[str]) -> int:
     code = ExitCode.OK
     for path in files:
         try:
-            config_mod.load(path)
+            loaded = config_mod.load(path)
         except ConfigError as exc:
             code = ExitCode.CONFIG
             for problem in exc.problems:
                 where = f"{path}:{problem.line}" if problem.line else path
                 print(f"{where}: {problem.path or '<root>'}: {problem.message}")
         else:
+            for warning in loaded.warnings:
+                where = f"{path}:{warning.line}" if warning.line else path
+                print(f"{where}: {warning.path}: warning: {warning.message}")
             print(f"{path}: ok")
     return int(code)
 
@@ -96,10 +140,15 @@ def _install_signals(loop: asyncio.AbstractEventLoop, stop: asyncio.Event) -> No
 
 
 async def _run_pipeline(loaded: config_mod.Loaded, mode: Mode, show_progress: bool) -> RunResult:
+    from bridge import http as http_mod  # aiohttp and prometheus-client: only for run and backfill
+
     stop = asyncio.Event()
     _install_signals(asyncio.get_running_loop(), stop)
     if not show_progress:
-        return await Pipeline(loaded, mode).run(stop)
+        pipeline = Pipeline(loaded, mode)
+        async with http_mod.serving(loaded.config.http, pipeline, mode.name):  # hook: /ping /ready /metrics
+            await _provision(loaded)  # hook: bridge.stream
+            return await pipeline.run(stop)
     from rich.progress import (
         BarColumn,
         MofNCompleteColumn,
@@ -121,15 +170,17 @@ async def _run_pipeline(loaded: config_mod.Loaded, mode: Mode, show_progress: bo
             done += n
 
         pipeline = Pipeline(loaded, mode, on_progress=advance)
-        runner = asyncio.create_task(pipeline.run(stop))
-        loop = asyncio.get_running_loop()
-        t0 = loop.time()
-        while not runner.done():
-            await asyncio.wait({runner}, timeout=0.5)
-            total = _planned_total(mode)
-            elapsed = max(loop.time() - t0, 1e-6)
-            progress.update(task, completed=done, total=total, rate=f"{done / elapsed:,.0f}")
-        return runner.result()
+        async with http_mod.serving(loaded.config.http, pipeline, mode.name):  # hook: /ping /ready /metrics
+            await _provision(loaded)  # hook: bridge.stream
+            runner = asyncio.create_task(pipeline.run(stop))
+            loop = asyncio.get_running_loop()
+            t0 = loop.time()
+            while not runner.done():
+                await asyncio.wait({runner}, timeout=0.5)
+                total = _planned_total(mode)
+                elapsed = max(loop.time() - t0, 1e-6)
+                progress.update(task, completed=done, total=total, rate=f"{done / elapsed:,.0f}")
+            return runner.result()
 
 
 def _planned_total(mode: Mode) -> int | None:
@@ -147,7 +198,7 @@ def _summary_json(result: RunResult) -> dict[str, Any]:
     return {
         "mode": result.mode,
         "exit_code": int(result.exit_code),
-        "error": None if result.error is None else str(result.error),
+        "error": None if result.error is None else log_mod.redact_text(str(result.error)),
         "elapsed_s": round(result.elapsed, 3),
         "records": result.records,
         "duplicates": result.stats.duplicates,
@@ -199,7 +250,7 @@ def _print_summary(result: RunResult) -> None:
     for stopped in result.stopped:
         print(f"STOPPED: {stopped}")
     if result.error is not None:
-        print(f"FAILED: {result.error}")
+        print(f"FAILED: {log_mod.redact_text(str(result.error))}")
 
 
 def _s(value: int | None) -> str:
@@ -220,26 +271,64 @@ def _setup_logging(loaded: config_mod.Loaded) -> None:
     lg = loaded.config.logger
     fmt = "json" if lg.format == "json" else None
     log_mod.setup(lg.level, fmt, lg.static_fields)
+    for warning in loaded.warnings:
+        log.warning("config_warning", path=warning.path, line=warning.line, message=warning.message)
 
 
-def cmd_run(path: str) -> int:
+async def _provision(loaded: config_mod.Loaded) -> None:
+    """Before the pipeline connects: create or update ``bridge.stream`` when it asks for it (NATS
+    connection attempts as for the pipeline: ``max_reconnects``, ``reconnect_wait`` apart)."""
+    section = loaded.config.bridge.stream
+    if section is not None and section.ensure:
+        from bridge import streams
+
+        await streams.ensure(loaded, patient=True)
+
+
+def _run(loaded: config_mod.Loaded, mode: Mode, show_progress: bool) -> RunResult | int:
+    try:
+        return eventloop.run(_run_pipeline(loaded, mode, show_progress))
+    except BridgeError as exc:  # the HTTP server or the stream could not be set up: nothing consumed
+        log.error("start_failed", error=str(exc))
+        return int(exc.exit_code)
+
+
+def _workers(loaded: config_mod.Loaded, flag: int | None) -> int:
+    workers = flag if flag is not None else loaded.config.bridge.workers
+    if workers < 1:
+        raise SystemExit(f"--workers must be at least 1, not {workers}")
+    return workers
+
+
+def cmd_run(path: str, workers: int | None = None) -> int:
     loaded = _load_or_exit(path)
+    n = _workers(loaded, workers)
+    if n > 1:
+        from bridge.workers import supervise
+
+        return supervise(["run", "-c", path, "--workers", "1"], n)
     _setup_logging(loaded)
-    result = asyncio.run(_run_pipeline(loaded, Continuous(), show_progress=False))
-    return int(result.exit_code)
+    result = _run(loaded, Continuous(), show_progress=False)
+    return result if isinstance(result, int) else int(result.exit_code)
 
 
-def cmd_backfill(path: str, start: str, as_json: bool) -> int:
+def cmd_backfill(path: str, start: str, as_json: bool, workers: int | None = None) -> int:
     loaded = _load_or_exit(path)
     try:
         begin = parse_start(start)
     except ValueError as exc:
         sys.stderr.write(f"{exc}\n")
         return int(ExitCode.CONFIG)
+    n = _workers(loaded, workers)
+    if n > 1:
+        from bridge.workers import supervise
+
+        args = ["backfill", "-c", path, "--from", start, "--workers", "1"] + (["--json"] if as_json else [])
+        return supervise(args, n, merge_json=as_json)
     _setup_logging(loaded)
-    result = asyncio.run(
-        _run_pipeline(loaded, Backfill(begin), show_progress=sys.stderr.isatty() and not as_json)
-    )
+    result = _run(loaded, Backfill(begin), show_progress=sys.stderr.isatty() and not as_json)
+    if isinstance(result, int):
+        return result
     if as_json:
         print(json.dumps(_summary_json(result), indent=2))
     else:
@@ -252,14 +341,60 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command == "lint":
         return cmd_lint(args.files)
     if args.command == "run":
-        return cmd_run(args.config)
+        return cmd_run(args.config, args.workers)
     if args.command == "backfill":
-        return cmd_backfill(args.config, args.start, args.json)
+        return cmd_backfill(args.config, args.start, args.json, args.workers)
+    if args.command == "bench":
+        from bridge import bench
+
+        counts = tuple(int(w) for w in args.workers.split(",") if w.strip())
+        return bench.main(
+            Params(
+                records=args.records, size=args.size, partitions=args.partitions,
+                max_in_flight=args.max_in_flight, broker=args.broker, kafka_bootstrap=args.kafka_bootstrap,
+                nats_url=args.nats_url, workers=counts, latency_rate=args.latency_rate,
+                latency_seconds=args.latency_seconds, baseline=not args.no_baseline, output=args.output,
+            )
+        )  # fmt: skip
     if args.command == "dev":
         from bridge.demo import cmd_dev
 
         return cmd_dev(args.broker, args.config, args.records)
+    if args.command in ("verify", "translate", "streams"):
+        return cmd_migration(args)
     raise AssertionError(args.command)
+
+
+# ---------------------------------------------------------------------------- migration commands
+
+
+def cmd_migration(args: argparse.Namespace) -> int:
+    """``verify``, ``translate`` and ``streams ensure``: one-shot commands with their own output."""
+    loaded = _load_or_exit(args.config)
+    _setup_logging(loaded)
+    try:
+        if args.command == "verify":
+            from bridge import verify
+
+            report = eventloop.run(verify.verify(loaded, stream=args.stream))
+            print(json.dumps(report.as_json(), indent=2) if args.json else report.render())
+            return int(ExitCode.OK if report.ok else ExitCode.FAILED)
+        if args.command == "translate":
+            from bridge import translate
+
+            result = eventloop.run(translate.translate(loaded, args.group, stream=args.stream))
+            print(json.dumps(result.as_json(), indent=2) if args.json else result.render())
+            return int(ExitCode.OK if result.ok else ExitCode.FAILED)
+        from bridge import streams
+
+        if loaded.config.bridge.stream is None:
+            sys.stderr.write(f"{args.config}: bridge.stream: required by streams ensure\n")
+            return int(ExitCode.CONFIG)
+        print(eventloop.run(streams.ensure(loaded)).describe())
+        return int(ExitCode.OK)
+    except BridgeError as exc:
+        sys.stderr.write(f"{args.command} failed: {log_mod.redact_text(str(exc))}\n")
+        return int(exc.exit_code)
 
 
 if __name__ == "__main__":

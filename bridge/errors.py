@@ -9,7 +9,9 @@ BridgeError
 ├── ConfigError            the config file is invalid: one Problem per finding (path, line)
 ├── UnavailableError       a broker could not be reached (retriable)
 │   ├── KafkaUnavailable
+│   ├── TopicNotFound      a backfill names a topic the cluster does not have
 │   └── NatsUnavailable
+│       └── ReconnectsExhausted  the connection was lost mid-run and max_reconnects ran out
 ├── AuthError              a broker refused our credentials or certificate
 ├── PublishError           one publish was not stored (retriable unless said otherwise)
 │   ├── NoStreamError      no JetStream stream is bound to the subject (503 no responders)
@@ -82,6 +84,16 @@ class UnavailableError(BridgeError):
 class KafkaUnavailable(UnavailableError):
     def __init__(self, brokers: str, detail: str) -> None:
         super().__init__(f"Kafka ({brokers})", detail)
+
+
+class TopicNotFound(UnavailableError):
+    retriable = False
+
+    def __init__(self, brokers: str, topics: list[str]) -> None:
+        self.topics = topics
+        BridgeError.__init__(self, f"Kafka ({brokers}) has no topic {', '.join(repr(t) for t in topics)}")
+        self.what = f"Kafka ({brokers})"
+        self.detail = "topic not found"
 
 
 class NatsUnavailable(UnavailableError):
@@ -170,3 +182,20 @@ class DeliveryFailed(BridgeError):
         self.lane = lane
         self.cause = cause
         super().__init__(f"{lane}: gave up delivering: {cause}")
+
+
+class ReconnectsExhausted(NatsUnavailable):
+    """Lost mid-run and not re-established within ``max_reconnects``: what was acknowledged before is
+    committed, so this is a failed run (exit 1), not an unreachable broker at start (exit 3)."""
+
+    retriable = False
+    exit_code = ExitCode.FAILED
+
+    def __init__(self, servers: str, attempts: int, cause: BaseException) -> None:
+        self.attempts = attempts
+        self.cause = cause
+        reason = cause.detail if isinstance(cause, UnavailableError) else str(cause)
+        super().__init__(
+            servers,
+            f"connection lost; gave up after {attempts} reconnection attempts (max_reconnects): {reason}",
+        )

@@ -35,12 +35,12 @@ from aiokafka import TopicPartition
 
 from bridge.checkpoint import Checkpointer, Ledger
 from bridge.config import Loaded
-from bridge.errors import BridgeError, ExitCode, PartitionStopped, RecordError
+from bridge.errors import BridgeError, ExitCode, PartitionStopped, RecordError, TopicNotFound
 from bridge.message import Message
 from bridge.modes import Mode
 from bridge.natsopts import connect_options
-from bridge.router import Router
-from bridge.sink import JetStreamSink, Lane, PubAck, SinkStats
+from bridge.router import PartitionRoute, Router
+from bridge.sink import JetStreamSink, Lane, SinkStats
 from bridge.source import KafkaSource
 
 log = structlog.get_logger("bridge.pipeline")
@@ -99,6 +99,7 @@ class _Part:
     ledger: Ledger
     lane: Lane
     report: PartitionReport
+    route: PartitionRoute | None = None  # the hot-path route when the config allows one
     preparing: bool = False  # assigned, not yet placed by the mode: paused, records not taken
     revoking: bool = False
 
@@ -134,6 +135,7 @@ class Pipeline:
         mode: Mode,
         *,
         on_progress: Callable[[int], None] | None = None,
+        on_acked: Callable[[Any], None] | None = None,
     ) -> None:
         self.loaded = loaded
         self.mode = mode
@@ -141,6 +143,7 @@ class Pipeline:
         self.settings = loaded.kafka
         self.out = loaded.output
         self._on_progress = on_progress
+        self._on_acked = on_acked  # called with each acknowledged Kafka record (the bench's latency probe)
         self.checkpointer = Checkpointer()
         self._parts: dict[TopicPartition, _Part] = {}
         self._reports: dict[TopicPartition, PartitionReport] = {}
@@ -160,35 +163,38 @@ class Pipeline:
 
     # ------------------------------------------------------------------ sink callbacks (hot path)
 
-    def _on_ack(self, ctx: Any, ack: PubAck) -> None:
-        part, msg, dead = ctx
-        if not part.ledger.ack(msg.offset):
+    def _on_ack(self, ctx: Any, seq: int, duplicate: bool, stream: bytes) -> None:
+        part, record, dead = ctx
+        offset = record.offset
+        if not part.ledger.ack(offset):
             return
         r = part.report
         r.records += 1
-        offset = msg.offset
         if r.first_offset is None or offset < r.first_offset:
             r.first_offset = offset
         if r.last_offset is None or offset > r.last_offset:
             r.last_offset = offset
-        if ack.duplicate:
+        if duplicate:
             r.duplicates += 1
         else:
             if r.first_seq is None:
-                r.first_seq = ack.seq
-                r.stream = ack.stream
-            r.last_seq = ack.seq
+                r.first_seq = seq
+                r.stream = stream.decode()
+            r.last_seq = seq
         if dead:
             r.dead_lettered += 1
             self.dead_lettered += 1
         if self._on_progress is not None:
             self._on_progress(1)
+        if self._on_acked is not None:
+            self._on_acked(record)
 
     def _on_fail(self, ctx: Any, exc: BaseException) -> None:
         """A publish no retry can store: dead-letter it, or stop its partition."""
-        part, msg, dead = ctx
+        part, record, dead = ctx
         if part.ledger.revoked:
             return
+        msg = record if isinstance(record, Message) else Message.from_record(record)
         error = exc if isinstance(exc, RecordError) else RecordError(str(exc), kind="jetstream")
         if dead:
             self._stop_partition(
@@ -198,7 +204,7 @@ class Pipeline:
         envelope = self._dead_letter_envelope(part, msg, error)
         if envelope is not None:
             assert self.sink is not None
-            self.sink.publish_nowait([(part.lane, envelope, (part, msg, True))])
+            self.sink.publish_nowait([(part.lane, envelope, (part, record, True))])
 
     def _stop_partition(self, part: _Part, msg: Message, error: RecordError) -> None:
         if part.ledger.stopped:
@@ -227,7 +233,8 @@ class Pipeline:
             if report is None:
                 report = self._reports[tp] = PartitionReport(tp.topic, tp.partition)
             lane = self.sink.lane(f"{tp.topic}/{tp.partition}")
-            self._parts[tp] = _Part(tp, ledger, lane, report, preparing=True)
+            route = self.router.for_partition(tp.topic, tp.partition) if self.router is not None else None
+            self._parts[tp] = _Part(tp, ledger, lane, report, route=route, preparing=True)
         self.source.set_paused(self._paused(False))
         await self.mode.on_assigned(self.source, sorted(tps))
         planned = getattr(self.mode, "planned", None)
@@ -349,10 +356,10 @@ class Pipeline:
                 await self._dispatch(batch)
 
     async def _dispatch(self, batch: dict[TopicPartition, list[Any]]) -> None:
+        """Hand one fetched batch to the sink: track every record in its ledger, route it, stage it,
+        then write the whole batch at once. The per-record loop is the hot path."""
         sink, source, router = self.sink, self.source, self.router
         assert sink is not None and source is not None and router is not None
-        out: list[tuple[Lane, Any, Any]] = []
-        route = router.route
         for tp, records in batch.items():
             part = self._parts.get(tp)
             if part is None or part.preparing:
@@ -360,34 +367,41 @@ class Pipeline:
                 if tp in source.assignment():
                     source.seek(tp, records[0].offset)
                 continue
-            if part.revoking or part.ledger.stopped:
+            ledger = part.ledger
+            if part.revoking or ledger.stopped:
                 continue  # not ours any more, or stopped: whoever reads next starts at the commit
-            ledger, lane = part.ledger, part.lane
-            highwater = source.highwater(tp)
-            limit = self.mode.limit(tp, source)
             complete = True
+            limit = self.mode.limit(tp, source)
+            if limit is not None and records[-1].offset >= limit:
+                records = [r for r in records if r.offset < limit]
+                complete = False
+            fast = part.route
+            highwater = source.highwater(tp)
+            items: list[tuple[Any, Any]] = []
+            offsets: list[int] = []
             for record in records:
                 offset = record.offset
-                if limit is not None and offset >= limit:
-                    complete = False
-                    break
-                msg = Message.from_record(record, highwater)
-                ledger.track(offset)
-                self.consumed += 1
+                offsets.append(offset)
                 try:
-                    envelope = route(msg)
+                    if fast is not None and (not record.headers or fast.usable_for(record.headers)):
+                        envelope = fast.route(offset, record.value)
+                    else:
+                        envelope = router.route(Message.from_record(record, highwater))
                 except RecordError as error:
-                    dead = self._dead_letter_envelope(part, msg, error)
+                    dead = self._dead_letter_envelope(part, Message.from_record(record, highwater), error)
                     if dead is None:
-                        complete = False
+                        complete = False  # the partition stopped at this (tracked, never acked) record
                         break
-                    out.append((lane, dead, (part, msg, True)))
+                    items.append((dead, (part, record, True)))
                     continue
-                out.append((lane, envelope, (part, msg, False)))
-            if complete:
+                items.append((envelope, (part, record, False)))
+            ledger.track_many(offsets)
+            self.consumed += len(offsets)
+            if items:
+                sink.stage(part.lane, items)
+            if complete and records:
                 ledger.advance(await source.position(tp))
-        if out:
-            await sink.publish(out)
+        await sink.flush()
 
     def _dead_letter_envelope(self, part: _Part, msg: Message, error: RecordError) -> Any:
         assert self.router is not None
@@ -464,6 +478,11 @@ class Pipeline:
             self.router = Router(self.loaded.templates, self.out.metadata, sink.max_payload)
             self.source = KafkaSource(self.settings, self)
             await self.source.start()
+            missing = await self.source.missing_topics()
+            if missing and self.mode.name == "backfill":
+                raise TopicNotFound(self.source.brokers, missing)
+            if missing:
+                log.warning("topic_not_found", topics=missing, note="waiting for it to be created")
             self.started.set()
             log.info("run_started", mode=self.mode.name, max_in_flight=self.out.max_in_flight)
             try:

@@ -2,6 +2,8 @@
 
 Owns the output mapping of the ``nats_jetstream`` fields ``subject``, ``headers`` and ``metadata``:
 
+0. when ``inject_tracing_map`` is set, ``bridge.tracing`` first puts a span's W3C trace context into
+   the message's metadata (or payload), so templates and the metadata filter below see it;
 1. configured ``headers`` first, in config order, values interpolated per message;
 2. then metadata selected by ``metadata.include_prefixes`` / ``include_patterns`` (unanchored
    regular expressions), in metadata order. A metadata key whose name starts with ``Nats-``
@@ -13,25 +15,32 @@ Owns the output mapping of the ``nats_jetstream`` fields ``subject``, ``headers`
 A record that can never be published raises ``RecordError``: the subject renders invalid, an
 interpolation fails, a header name is illegal, or headers plus payload exceed the server's
 ``max_payload`` (checked here, before sending, so the server never closes the connection for it).
-``dead_letter()`` builds the dead-letter publish for such a record. Pure module.
+``dead_letter()`` builds the dead-letter publish for such a record.
+
+Hot path: when the mapping depends on nothing but the topic and partition — subject from
+``kafka_topic`` / ``kafka_partition`` (or static), static configured headers, no metadata filter, the
+default (or no) ``msg_id``, no ``inject_tracing_map`` — ``for_partition()`` returns a
+``PartitionRoute`` that has everything but the offset and the payload pre-encoded; a record whose
+headers shadow a ``kafka_*`` key takes the general path. Both paths produce the same bytes (the unit
+tests compare them). Pure module.
 """
 
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from collections.abc import Sequence
 
 from bridge.config import MetadataFilter, Templates
 from bridge.errors import RecordError
 from bridge.interpolation import Template
 from bridge.message import Message
+from bridge.tracing import Injector
 from bridge.wire import (
     CRLF,
     HEADER_LINE,
     clean_header_value,
     encode_header_lines,
     frame_head,
-    frame_tail,
     header_name_problem,
     subject_problem,
 )
@@ -42,14 +51,73 @@ _SUBJECT_CACHE_MAX = 4096
 _NO_MESSAGE = Message("", 0, 0, None, None, 0)  # static templates render without a message
 
 
-@dataclass(frozen=True, slots=True)
-class Envelope:
-    """One publish, ready for the sink."""
+_SHADOWED = frozenset({"kafka_topic", "kafka_partition", "kafka_offset"})
 
-    subject: str
-    head: bytes  # b"HPUB <subject> "
-    tail: bytes  # sizes, header block, payload, CRLF
-    msg_id: str
+
+def too_large(size: int, max_payload: int) -> RecordError:
+    return RecordError(
+        f"headers plus payload are {size} bytes, over the server's max_payload of {max_payload}", kind="size"
+    )
+
+
+class Envelope:
+    """One publish, ready for the sink: the frame is ``head + reply + pre + payload + CRLF``."""
+
+    __slots__ = ("head", "msg_id", "payload", "pre", "subject")
+
+    def __init__(self, subject: str, head: bytes, pre: bytes, payload: bytes, msg_id: str) -> None:
+        self.subject = subject
+        self.head = head  # b"HPUB <subject> "
+        self.pre = pre  # b" <header bytes> <total bytes>\r\n" + the header block
+        self.payload = payload
+        self.msg_id = msg_id
+
+    @property
+    def tail(self) -> bytes:
+        """Everything after the reply subject."""
+        return self.pre + self.payload + CRLF
+
+    @classmethod
+    def build(cls, subject: str, head: bytes, headers: bytes, payload: bytes, msg_id: str) -> Envelope:
+        hlen = len(headers)
+        return cls(subject, head, b" %d %d\r\n%b" % (hlen, hlen + len(payload), headers), payload, msg_id)
+
+
+class PartitionRoute:
+    """The publish of one partition's records when only the offset and the payload vary."""
+
+    __slots__ = ("_id_prefix", "_prefix", "head", "max_payload", "subject")
+
+    def __init__(
+        self, subject: str, static_lines: bytes, msg_id_prefix: str | None, max_payload: int
+    ) -> None:
+        self.subject = subject
+        self.head = frame_head(subject)
+        self.max_payload = max_payload
+        self._id_prefix = msg_id_prefix
+        block = HEADER_LINE + static_lines
+        self._prefix = block + (
+            b"Nats-Msg-Id: " + msg_id_prefix.encode() if msg_id_prefix is not None else b""
+        )
+
+    def route(self, offset: int, value: bytes | None) -> Envelope:
+        payload = b"" if value is None else value
+        if self._id_prefix is None:
+            headers = self._prefix + CRLF
+            msg_id = ""
+        else:
+            headers = self._prefix + b"%d\r\n\r\n" % offset
+            msg_id = f"{self._id_prefix}{offset}"
+        hlen = len(headers)
+        total = hlen + len(payload)
+        if total > self.max_payload:
+            raise too_large(total, self.max_payload)
+        return Envelope(self.subject, self.head, b" %d %d\r\n%b" % (hlen, total, headers), payload, msg_id)
+
+    @staticmethod
+    def usable_for(headers: Sequence[tuple[str, bytes]]) -> bool:
+        """False when a record header shadows ``kafka_topic`` / ``kafka_partition`` / ``kafka_offset``."""
+        return not headers or not any(name in _SHADOWED for name, _ in headers)
 
 
 class Router:
@@ -63,6 +131,8 @@ class Router:
         self._patterns = tuple(re.compile(p) for p in metadata.include_patterns)
         self._wants_metadata = bool(self._prefixes or self._patterns)
         self._allowed: dict[str, str | None] = {}  # metadata key → header name, or None when filtered out
+        # inject_tracing_map: applied to each message before anything else reads it (bridge.tracing)
+        self._inject = None if templates.tracing is None else Injector(templates.tracing)
 
         for name, _ in templates.headers:
             problem = header_name_problem(name)
@@ -121,7 +191,9 @@ class Router:
         return name
 
     def _msg_id_for(self, msg: Message) -> str:
-        if self._fast_msg_id and not msg.headers:  # a record header may shadow kafka_topic & co.
+        if self._fast_msg_id:
+            # The default id is the record's own coordinates, never metadata a record header could shadow:
+            # two records must never share an id (JetStream would drop the second as a duplicate).
             return f"{msg.topic}-{msg.partition}-{msg.offset}"
         assert self._msg_id is not None
         return clean_header_value(self._msg_id.render(msg))
@@ -155,19 +227,37 @@ class Router:
 
     # -- public ------------------------------------------------------------------------------
 
+    def for_partition(self, topic: str, partition: int) -> PartitionRoute | None:
+        """The hot-path route of one partition, or None when this config needs the general path."""
+        keys = self._subject_keys
+        if (
+            keys is None
+            or not keys <= {"kafka_topic", "kafka_partition"}
+            or not self._static_only
+            or self._wants_metadata
+            or (self._msg_id is not None and not self._fast_msg_id)
+            or self._inject is not None
+        ):
+            return None
+        probe = Message(topic, partition, 0, None, None, 0)
+        subject = self._subject.render(probe)
+        if subject_problem(subject):
+            return None  # the general path raises the record error with its reason
+        id_prefix = f"{topic}-{partition}-" if self._msg_id is not None else None
+        return PartitionRoute(subject, self._static_lines, id_prefix, self.max_payload)
+
     def route(self, msg: Message) -> Envelope:
         """The publish for ``msg``; raises ``RecordError`` when it can never be published."""
+        if self._inject is not None:
+            self._inject(msg)
         subject, head = self._subject_for(msg, self._subject)
         msg_id = self._msg_id_for(msg) if self._msg_id is not None else ""
         headers = self._headers(msg, msg_id)
         payload = msg.content()
         size = len(headers) + len(payload)
         if size > self.max_payload:
-            raise RecordError(
-                f"headers plus payload are {size} bytes, over the server's max_payload of {self.max_payload}",
-                kind="size",
-            )
-        return Envelope(subject, head, frame_tail(headers, payload), msg_id)
+            raise too_large(size, self.max_payload)
+        return Envelope.build(subject, head, headers, payload, msg_id)
 
     @property
     def has_dead_letter(self) -> bool:
@@ -196,4 +286,4 @@ class Router:
         )
         if len(headers) + len(payload) > self.max_payload:
             raise RecordError("dead-letter headers exceed max_payload", kind="size")
-        return Envelope(subject, head, frame_tail(headers, payload), msg_id)
+        return Envelope.build(subject, head, headers, payload, msg_id)

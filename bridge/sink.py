@@ -20,31 +20,34 @@ reply inbox, the bookkeeping of every unacknowledged publish, and the ordering r
   not use nats-py's reconnect: its buffer would flush publishes queued behind one lost in the
   socket, storing a later record before an earlier one.
 
-Frames are written as pre-encoded ``HPUB`` bytes (``bridge.wire``), one write per batch, through
-nats-py's internal ``_send_command``/``_flush_pending``: nats-py's public ``publish`` takes headers as
-a dict (no repeated names, which Redpanda Connect's output sends) and encodes per call. The two
-internals are pinned by the nats-py version range in pyproject.toml and covered by the integration
-tests.
+Frames are written as pre-encoded ``HPUB`` bytes (``bridge.wire``), one write per fetched batch,
+through nats-py's internal ``_send_command``/``_flush_pending``: nats-py's public ``publish`` takes
+headers as a dict (no repeated names, which Redpanda Connect's output sends) and encodes per call.
+Replies to the inbox are taken in ``_ReplyClient._process_msg`` before nats-py builds a ``Msg``,
+queues it and wakes a task for it: that path cost more than everything else per record (see the
+bench notes in README). These three internals are pinned by the nats-py version range in
+pyproject.toml and covered by the integration and fault suites.
 """
 
 from __future__ import annotations
 
 import asyncio
 import bisect
+import contextlib
 import itertools
 import json
+import re
 import ssl
 import time
 from collections import deque
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from typing import Any, NamedTuple
+from typing import Any
 
 import nats
 import nats.errors
 import structlog
 from nats.aio.client import Client as NatsClient
-from nats.aio.msg import Msg
 
 from bridge import retry
 from bridge.errors import (
@@ -57,16 +60,33 @@ from bridge.errors import (
     NatsUnavailable,
     NoStreamError,
     PublishError,
+    ReconnectsExhausted,
 )
+from bridge.log import redact_text
 from bridge.router import Envelope
+from bridge.wire import CRLF
 
 log = structlog.get_logger("bridge.sink")
 
 
-class PubAck(NamedTuple):
-    stream: str
-    seq: int
-    duplicate: bool
+# {"stream":"S","seq":N} or {"stream":"S","domain":"D","seq":N,"duplicate": true} (sic: nats-server
+# writes a space there): the replies of a healthy stream, parsed without json. Anything else — errors,
+# fields added by a later server — does not match the whole reply and goes through json.
+_PUBACK = re.compile(rb'\{"stream":"([^"]*)",(?:"domain":"[^"]*",)?"seq":(\d+)(,\s*"duplicate":\s*true)?\}\Z')
+
+
+class _ReplyClient(NatsClient):
+    """nats-py's client with the reply inbox short-circuited: ``on_reply(subject, data, headers)`` is
+    called synchronously from the read loop for messages of ``reply_sid``."""
+
+    reply_sid = -1
+    on_reply: Callable[[bytes, bytes, bytes], None]
+
+    async def _process_msg(self, sid: int, subject: bytes, reply: bytes, data: bytes, headers: bytes) -> None:
+        if sid == self.reply_sid:
+            self.on_reply(subject, data, headers)
+            return
+        await super()._process_msg(sid, subject, reply, data, headers)
 
 
 # Publish states
@@ -76,13 +96,14 @@ WAITING, SENT, FAILED, DONE = 0, 1, 2, 3
 class Publish:
     """One record's publish, kept until JetStream acknowledged it."""
 
-    __slots__ = ("ctx", "deadline", "envelope", "lane", "state", "token")
+    __slots__ = ("ctx", "deadline", "envelope", "lane", "order", "state", "token")
 
     def __init__(self, lane: Lane, envelope: Envelope, ctx: Any) -> None:
         self.lane = lane
         self.envelope = envelope
         self.ctx = ctx  # the caller's (ledger, offset, ...); opaque here
         self.token = 0
+        self.order = 0  # the token of its first send: publishes of a lane are first sent in record order
         self.deadline = 0.0
         self.state = WAITING
 
@@ -95,6 +116,7 @@ class Lane:
         "error",
         "halted",
         "idle",
+        "max_stored",
         "name",
         "outstanding",
         "probe",
@@ -108,6 +130,7 @@ class Lane:
         self.sent: deque[Publish] = deque()  # written, in order (SENT, FAILED or DONE awaiting the head)
         self.waiting: deque[Publish] = deque()  # accepted, not written, in order
         self.outstanding = 0  # publishes of this lane on the wire right now
+        self.max_stored = 0  # the latest (by first send) publish of this lane the stream stored
         self.halted = False
         self.dropped = False
         self.error: BaseException | None = None  # the failure that halted the lane
@@ -150,7 +173,7 @@ class LatencyHistogram:
         self.samples += 1
 
 
-OnAck = Callable[[Any, PubAck], None]
+OnAck = Callable[[Any, int, bool, bytes], None]  # (ctx, stream sequence, duplicate, stream name)
 OnFail = Callable[[Any, BaseException], None]
 
 
@@ -221,11 +244,15 @@ class JetStreamSink:
 
     async def _connect_once(self) -> None:
         self._last_error = None
+        problem = getattr(self._options, "problem", None)
+        if problem is not None:
+            raise problem  # the TLS material did not load (bridge.natsopts): no attempt can succeed
 
         async def error_cb(exc: Exception) -> None:
             self._last_error = exc
 
-        nc = NatsClient()
+        nc = _ReplyClient()
+        nc.on_reply = self._on_reply
         try:
             await nc.connect(
                 **self._options,
@@ -235,14 +262,23 @@ class JetStreamSink:
                 max_outstanding_pings=3,
             )
         except nats.errors.NoServersError as exc:
+            await _quiet_close(nc)
             raise self._translate(self._last_error or exc) from exc
         except Exception as exc:
+            await _quiet_close(nc)
             raise self._translate(exc) from exc
         self._nc = nc
         self._prefix = f"_INBOX.{nc._nuid.next().decode()}."
+        self._prefix_bytes = self._prefix.encode()
         self._plen = len(self._prefix)
-        await nc.subscribe(self._prefix + "*", cb=self._on_reply)
-        await nc.flush(timeout=5)
+        try:
+            sub = await nc.subscribe(self._prefix + "*")
+            nc.reply_sid = sub._id
+            await nc.flush(timeout=5)
+        except Exception as exc:  # closed right after connecting (a refused client certificate, ...)
+            self._nc = None
+            await _quiet_close(nc)
+            raise self._translate(self._last_error or exc) from exc
         self.max_payload = nc.max_payload
         self.server_name = str(nc._server_info.get("server_name", ""))
         self._connected.set()
@@ -253,18 +289,32 @@ class JetStreamSink:
     def _translate(self, exc: BaseException) -> BridgeError:
         if isinstance(exc, BridgeError):
             return exc
+        servers = redact_text(self._servers)
+        server = f"NATS ({servers})"
         if isinstance(exc, nats.errors.AuthorizationError) or "authorization" in str(exc).lower():
-            return AuthError(f"NATS ({self._servers})", "authorization violation: check the auth settings")
+            said = str(exc).removeprefix("nats: ").strip("'")
+            said = "" if said == "authorization failed" else f" ({said})"
+            return AuthError(server, f"authorization failed{said}: check the credentials (auth or urls)")
         if isinstance(exc, ssl.SSLCertVerificationError):
-            return AuthError(
-                f"NATS ({self._servers})", f"TLS certificate did not verify: {exc.verify_message}"
-            )
+            return AuthError(server, f"TLS certificate verify failed: {exc.verify_message}")
         if isinstance(exc, ssl.SSLError):
-            return AuthError(f"NATS ({self._servers})", f"TLS failed: {exc.reason or exc}")
+            reason = str(exc.reason or exc)
+            if "CERTIFICATE_REQUIRED" in reason:
+                reason = f"the server requires a client certificate (tls.client_certs): {reason}"
+            return AuthError(server, f"TLS failed: {reason}")
         detail = str(exc) or type(exc).__name__
         if isinstance(exc, nats.errors.NoServersError):
             detail = "no server could be reached"
-        return NatsUnavailable(self._servers, detail)
+        elif isinstance(exc, ConnectionResetError | BrokenPipeError) and "tls" in self._options:
+            # TLS 1.3: a server that wants a client certificate may close before its alert is read
+            detail += (
+                " (the server closed the connection after the TLS handshake:"
+                " if it requires a client certificate, set tls.client_certs)"
+            )
+        elif "expecting INFO" in detail or isinstance(exc, TimeoutError):
+            # a server that expects the TLS handshake first sends nothing, or closes, until it gets one
+            detail += " (no NATS greeting: a server with TLS handshake_first needs tls_handshake_first: true)"
+        return NatsUnavailable(servers, detail)
 
     def _closed_cb_for(self, nc: NatsClient) -> Callable[[], Any]:
         async def closed_cb() -> None:
@@ -297,7 +347,8 @@ class JetStreamSink:
         try:
             await self._connect_with_policy(initial=False)
         except BridgeError as exc:
-            self._set_fatal(exc)
+            attempts = retry.reconnect_attempts(self.max_reconnects) or 0
+            self._set_fatal(ReconnectsExhausted(redact_text(self._servers), attempts, exc))
             return
         self.reconnects += 1
         for lane in list(self._lanes.values()):
@@ -311,40 +362,68 @@ class JetStreamSink:
             lane = self._lanes[name] = Lane(name)
         return lane
 
-    async def publish(self, batch: Iterable[tuple[Lane, Envelope, Any]]) -> None:
-        """Accept publishes (in record order per lane) and write what can be written now."""
-        self._accept(batch)
-        await self._write()
-
-    def publish_nowait(self, batch: Iterable[tuple[Lane, Envelope, Any]]) -> None:
-        """``publish`` for callbacks: accepted (counted in ``in_flight``) at once, written by a task."""
-        self._accept(batch)
-        if self._outbox:
-            self._spawn(self._write())
-
-    def _accept(self, batch: Iterable[tuple[Lane, Envelope, Any]]) -> None:
-        now = time.monotonic()
-        for lane, envelope, ctx in batch:
-            item = Publish(lane, envelope, ctx)
-            self.in_flight += 1
-            if self._nc is None and not lane.halted:
+    def stage(self, lane: Lane, batch: Iterable[tuple[Envelope, Any]]) -> int:
+        """Accept one lane's publishes, in record order: they are written by the next ``flush()``.
+        Returns how many were accepted. This is the hot path: keep it lean."""
+        n = 0
+        if lane.halted or lane.waiting or self._nc is None:
+            for envelope, ctx in batch:
+                lane.waiting.append(Publish(lane, envelope, ctx))
+                n += 1
+            if self._nc is None and not lane.halted and lane.waiting:
                 # Disconnected: the lane waits for the next connection like a halted one.
                 lane.halted = True
-                lane.error = ConnectionLost(envelope.subject)
-            if lane.halted or lane.waiting:
-                lane.waiting.append(item)
-                self._maybe_retry(lane)
-            else:
-                self._stage(item, now)
+                lane.error = ConnectionLost(lane.waiting[0].envelope.subject)
+            self._maybe_retry(lane)
+        else:
+            deadline = time.monotonic() + self.ack_timeout
+            tokens = self._tokens
+            inflight = self._inflight
+            sent = lane.sent
+            out = self._outbox
+            prefix = self._prefix_bytes
+            for envelope, ctx in batch:
+                item = Publish(lane, envelope, ctx)
+                token = next(tokens)
+                item.token = item.order = token
+                item.deadline = deadline
+                item.state = SENT
+                sent.append(item)
+                inflight[token] = item
+                out += (envelope.head, b"%b%d" % (prefix, token), envelope.pre, envelope.payload, CRLF)
+                n += 1
+            lane.outstanding += n
+            self.sent += n
+        self.in_flight += n
         if self.in_flight >= self.max_in_flight:
             self._capacity.clear()
         if self.in_flight:
             self._drained.clear()
+        return n
+
+    async def flush(self) -> None:
+        """Write everything staged."""
+        await self._write()
+
+    async def publish(self, batch: Iterable[tuple[Lane, Envelope, Any]]) -> None:
+        """Accept publishes of any lanes (in record order per lane) and write them."""
+        for lane, envelope, ctx in batch:
+            self.stage(lane, ((envelope, ctx),))
+        await self._write()
+
+    def publish_nowait(self, batch: Iterable[tuple[Lane, Envelope, Any]]) -> None:
+        """``publish`` for callbacks: accepted (counted in ``in_flight``) at once, written by a task."""
+        for lane, envelope, ctx in batch:
+            self.stage(lane, ((envelope, ctx),))
+        if self._outbox:
+            self._spawn(self._write())
 
     def _stage(self, item: Publish, now: float) -> None:
-        """Give ``item`` a token and put its frame in the outbox (written in staging order)."""
+        """Give ``item`` a (new) token and put its frame in the outbox (re-sends and probes)."""
         token = next(self._tokens)
         item.token = token
+        if not item.order:
+            item.order = token
         item.deadline = now + self.ack_timeout
         item.state = SENT
         item.lane.sent.append(item)
@@ -352,7 +431,7 @@ class JetStreamSink:
         self._inflight[token] = item
         self.sent += 1
         env = item.envelope
-        self._outbox += (env.head, f"{self._prefix}{token}".encode(), env.tail)
+        self._outbox += (env.head, b"%b%d" % (self._prefix_bytes, token), env.pre, env.payload, CRLF)
 
     async def _write(self) -> None:
         """Hand the outbox to nats-py as one command. The join, the clear and nats-py's append happen
@@ -367,84 +446,93 @@ class JetStreamSink:
 
     # ------------------------------------------------------------------ replies
 
-    async def _on_reply(self, msg: Msg) -> None:
+    def _on_reply(self, subject: bytes, data: bytes, headers: bytes) -> None:
+        """A reply on the inbox (called from nats-py's read loop; must not block)."""
         try:
-            token = int(msg.subject[self._plen :])
+            token = int(subject[self._plen :])
         except ValueError:
             return
         item = self._inflight.pop(token, None)
         if item is None:
             return  # late: timed out and re-sent, or its lane was dropped
         item.lane.outstanding -= 1
-        headers = msg.headers
-        if headers and headers.get("Status"):
-            status = headers["Status"]
+        match = _PUBACK.match(data)
+        if match is not None and not headers:
+            self._ack(item, int(match.group(2)), match.group(3) is not None, match.group(1))
+            return
+        if headers:
+            # b"NATS/1.0 503\r\n..." (no responders) or another status line
+            line = headers.split(b"\r\n", 1)[0].decode(errors="replace")
+            status, _, desc = line[len("NATS/1.0") :].strip().partition(" ")
             if status == "503":
                 self._fail(item, NoStreamError(item.envelope.subject))
-            else:
-                desc = headers.get("Description", "")
+                return
+            if status:
                 self._fail(item, PublishError(item.envelope.subject, f"status {status} {desc}".strip()))
-            return
-        data = msg.data
+                return
+            if match is not None:
+                self._ack(item, int(match.group(2)), match.group(3) is not None, match.group(1))
+                return
         try:
             body = json.loads(data)
         except ValueError:
             self._fail(item, PublishError(item.envelope.subject, f"unreadable reply {data[:200]!r}"))
             return
-        err = body.get("error")
+        err = body.get("error") if isinstance(body, dict) else None
         if err is not None:
+            code, err_code = int(err.get("code", 0)), int(err.get("err_code", 0))
             self._fail(
-                item,
-                JetStreamError(
-                    item.envelope.subject,
-                    int(err.get("code", 0)),
-                    int(err.get("err_code", 0)),
-                    str(err.get("description", "")),
-                ),
+                item, JetStreamError(item.envelope.subject, code, err_code, str(err.get("description", "")))
             )
             return
-        ack = PubAck(str(body.get("stream", "")), int(body.get("seq", 0)), bool(body.get("duplicate", False)))
-        self._ack(item, ack)
+        if not isinstance(body, dict) or "seq" not in body:
+            self._fail(item, PublishError(item.envelope.subject, f"unreadable reply {data[:200]!r}"))
+            return
+        stream = str(body.get("stream", "")).encode()
+        self._ack(item, int(body["seq"]), bool(body.get("duplicate", False)), stream)
 
-    def _ack(self, item: Publish, ack: PubAck) -> None:
+    def _ack(self, item: Publish, seq: int, duplicate: bool, stream: bytes) -> None:
         lane = item.lane
-        if lane.halted and not ack.duplicate:
-            self._check_order(lane, item)
+        if not duplicate:
+            # Stored just now. A later publish of the lane already stored means they are out of order.
+            if item.order < lane.max_stored:
+                self._order_violation(lane, item)
+            else:
+                lane.max_stored = item.order
         item.state = DONE
         item.token = 0
         sent = lane.sent
         while sent and sent[0].state == DONE:
             sent.popleft()
         self.acked += 1
+        if duplicate:
+            self.duplicates += 1
         if self.acked & 15 == 0:
             # one ack in 16 feeds the latency histogram (sent → PubAck), cheap enough for the hot path
             self.latency.observe(time.monotonic() - (item.deadline - self.ack_timeout))
-        if ack.duplicate:
-            self.duplicates += 1
-        self._resolved(1)
+        # _resolved(1), inlined
+        self.in_flight -= 1
+        if self.in_flight < self.max_in_flight:
+            self._capacity.set()
+        if self.in_flight == 0:
+            self._drained.set()
         if lane.probe is not None and not lane.probe.done():
             lane.probe.set_result(None)
         if lane.idle is not None and not sent and not lane.waiting:
             lane.idle.set()
         if lane.halted:
             self._maybe_retry(lane)
-        self._on_ack(item.ctx, ack)
+        self._on_ack(item.ctx, seq, duplicate, stream)
 
-    def _check_order(self, lane: Lane, item: Publish) -> None:
-        """A publish of a halted lane was stored: if an earlier one of the lane is not, the stream now
-        holds them out of order. It cannot be undone; it is counted and logged loudly."""
-        for earlier in lane.sent:
-            if earlier is item:
-                return
-            if earlier.state == FAILED:
-                self.reorders += 1
-                log.error(
-                    "order_violation",
-                    lane=lane.name,
-                    stored=item.envelope.msg_id,
-                    missing=earlier.envelope.msg_id,
-                )
-                return
+    def _order_violation(self, lane: Lane, item: Publish) -> None:
+        """The stream stored ``item`` after a later publish of its lane: that cannot be undone (it can only
+        happen when a stream lost a publish it then accepted a later one for, as an R3 stream might while
+        electing a leader), so it is counted and logged loudly. Ack timeouts and lost connections are
+        not evidence: the publish may well have been stored; only a non-duplicate ack here is."""
+        self.reorders += 1
+        log.error(
+            "order_violation", lane=lane.name, subject=item.envelope.subject, stored_late=item.envelope.msg_id
+        )
 
     def _resolved(self, n: int) -> None:
         self.in_flight -= n
@@ -667,3 +755,12 @@ class JetStreamSink:
                 await nc.close()
             except Exception as exc:  # closing a broken connection: nothing left to do
                 log.debug("nats_close_error", error=str(exc))
+
+
+async def _quiet_close(nc: NatsClient) -> None:
+    """Close a client whose connect() failed (it may hold a socket and tasks); nothing to report.
+    Bounded: after a failed TLS handshake nats-py's close waits forever for the detached transport."""
+    if not nc.is_closed:
+        with contextlib.suppress(Exception):
+            async with asyncio.timeout(1.0):
+                await nc.close()

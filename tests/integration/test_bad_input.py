@@ -148,3 +148,15 @@ async def test_failing_interpolation_goes_to_the_dead_letter_subject(
     assert done.returncode == 0, done.stderr[-2000:]
     assert await committed_offsets(kafka.bootstrap, group, topic) == {0: 3}
     assert await stream_count(nats_url, stream) == 3
+
+
+def test_backfill_of_a_missing_topic_fails_fast(
+    kafka: Kafka, nats_url: str, names: dict, tmp_path: Path
+) -> None:
+    cfg = write_config(tmp_path / "c.yaml", brokers=kafka.bootstrap, topics=[names["topic"]], group=names["group"],
+                       nats_url=nats_url, subject="x.y")  # fmt: skip
+    started = time.monotonic()
+    done = run_cli("backfill", "-c", str(cfg), timeout=90)
+    assert done.returncode == 3, done.stderr[-2000:]
+    assert f"has no topic '{names['topic']}'" in done.stdout + done.stderr
+    assert time.monotonic() - started < 30

@@ -258,3 +258,24 @@ async def test_second_signal_exits_at_once(
         bridge.signal(sig)
         assert bridge.wait(timeout=10) == 130
     assert await committed_offsets(kafka.bootstrap, group, topic) == {}
+
+
+async def test_backfill_with_two_workers_delivers_everything_once(
+    kafka: Kafka, nats_url: str, names: dict, workdir: Path
+) -> None:
+    topic, stream, group, prefix = names["topic"], names["stream"], names["group"], names["prefix"]
+    await create_topic(kafka.bootstrap, topic, 4)
+    await create_stream(nats_url, stream, [f"{prefix}.>"])
+    records = sample_records(4, 100)
+    await produce(kafka.bootstrap, topic, records)
+    cfg = write_config(workdir / "c.yaml", brokers=kafka.bootstrap, topics=[topic], group=group,
+                       nats_url=nats_url, subject=f"{prefix}.w")  # fmt: skip
+    done = run_cli("backfill", "-c", str(cfg), "--json", "--workers", "2", timeout=180)
+    assert done.returncode == 0, done.stderr[-3000:]
+    report = summary(done.stdout)
+    assert report["workers"] == 2
+    assert [p["partition"] for p in report["partitions"]] == [0, 1, 2, 3]
+    stored = await read_stream(nats_url, stream)
+    ids = [m.headers["Nats-Msg-Id"] for m in stored]
+    assert len(ids) == len(set(ids)) == len(records)
+    assert await committed_offsets(kafka.bootstrap, group, topic) == {p: 100 for p in range(4)}

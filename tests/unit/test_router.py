@@ -253,14 +253,15 @@ def test_custom_msg_id_reads_metadata_with_header_overrides() -> None:
     assert envelope.msg_id == "shadow-3"
 
 
-def test_default_msg_id_fast_path_agrees_with_its_template() -> None:
-    shadowed = msg(headers=[("kafka_topic", b"shadow")])
-    default = make_router().route(shadowed).msg_id
+def test_default_msg_id_is_the_records_coordinates_even_when_headers_shadow_them() -> None:
+    """Two records must never share the default id: a header named kafka_offset cannot change it."""
+    shadowed = msg(headers=[("kafka_topic", b"shadow"), ("kafka_offset", b"0")])
+    assert make_router().route(shadowed).msg_id == "orders-3-41"
+    # A template written by the user reads metadata as Redpanda Connect does: headers shadow kafka_*.
     spaced = make_router(
         bridge='msg_id: ${!meta("kafka_topic")}-${!meta("kafka_partition")}-${!meta("kafka_offset")}'
     ).route(shadowed)
-    assert spaced.msg_id == "shadow-3-41"
-    assert default == spaced.msg_id
+    assert spaced.msg_id == "shadow-3-0"
 
 
 def test_msg_id_value_cannot_inject_header_lines() -> None:
