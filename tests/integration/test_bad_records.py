@@ -1,0 +1,383 @@
+"""Records that can never be published, and records whose bytes need a rule, through the real CLI.
+
+README, "Bad records": a record whose subject renders empty, with whitespace, an empty token or a
+wildcard token, whose interpolation fails, or whose headers plus payload exceed the server's
+``max_payload`` goes to ``bridge.dead_letter.subject`` with ``Bridge-Error``, ``Bridge-Error-Kind``,
+``Kafka-Topic``, ``Kafka-Partition``, ``Kafka-Offset`` (and ``Bridge-Payload-Omitted: <size>`` when the
+payload itself is too large), and the partition keeps flowing; without a dead-letter subject the
+partition stops (exit 1) and nothing past the record is committed, while the other partitions go on.
+
+README, "Kafka metadata" / "Text rules": keys and header values that are not UTF-8 are decoded with
+U+FFFD, the payload passes byte for byte, CR and LF in header values become spaces, a repeated header
+name keeps its last value, a metadata key starting with ``Nats-`` is sent as ``Kafka-Header-<name>``,
+a null key is empty, a tombstone has an empty payload and ``kafka_tombstone_message: true``.
+
+Stored messages are read with ``$JS.API.STREAM.MSG.GET`` (raw header bytes, repeated names kept), not
+through a client's header parser.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import re
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import nats
+import pytest
+
+from bridge import devenv
+from tests.conftest import Kafka
+from tests.support import (
+    Record,
+    committed_offsets,
+    create_stream,
+    create_topic,
+    produce,
+    run_cli,
+    write_config,
+)
+
+pytestmark = pytest.mark.integration
+
+MAX_PAYLOAD = 4096
+
+
+@pytest.fixture(scope="module")
+def small_nats() -> Iterator[devenv.NatsServer]:
+    """A nats-server whose ``max_payload`` is 4 KiB."""
+    with devenv.NatsServer(name="small-payload", extra_conf=f"max_payload: {MAX_PAYLOAD}") as server:
+        yield server
+
+
+@dataclass
+class Raw:
+    seq: int
+    subject: str
+    headers: list[tuple[str, bytes]]  # in wire order, repeated names kept, values as stored
+    data: bytes
+
+    def get(self, name: str) -> bytes | None:
+        values = [v for n, v in self.headers if n == name]
+        assert len(values) <= 1, (name, values)
+        return values[0] if values else None
+
+    def text(self, name: str) -> str | None:
+        value = self.get(name)
+        return None if value is None else value.decode()
+
+    @property
+    def offset(self) -> tuple[int, int]:
+        """(partition, offset) of the source record, from the default ``Nats-Msg-Id``."""
+        _, partition, offset = self.text("Nats-Msg-Id").rsplit("-", 2)  # type: ignore[union-attr]
+        return int(partition), int(offset)
+
+
+async def raw_stream(url: str, stream: str) -> list[Raw]:
+    """Every message of ``stream`` through the JetStream API, headers as raw bytes."""
+    nc = await nats.connect(url)
+    out: list[Raw] = []
+    try:
+        info = await nc.jetstream().stream_info(stream)
+        for seq in range(info.state.first_seq, info.state.last_seq + 1) if info.state.messages else ():
+            reply = await nc.request(f"$JS.API.STREAM.MSG.GET.{stream}", json.dumps({"seq": seq}).encode(), 5)
+            body = json.loads(reply.data)
+            if "error" in body:
+                continue  # deleted
+            m = body["message"]
+            headers: list[tuple[str, bytes]] = []
+            block = base64.b64decode(m.get("hdrs") or "")
+            for line in block.split(b"\r\n")[1:]:
+                if line:
+                    name, _, value = line.partition(b":")
+                    headers.append((name.decode(), value.strip()))
+            out.append(Raw(m["seq"], m["subject"], headers, base64.b64decode(m.get("data") or "")))
+    finally:
+        await nc.close()
+    return out
+
+
+def backfill(cfg: Path) -> tuple[int, str, str]:
+    done = run_cli("backfill", "-c", str(cfg), "--json", timeout=120)
+    return done.returncode, done.stdout, done.stderr
+
+
+def connection_losses(stderr: str) -> list[str]:
+    return [line for line in stderr.splitlines() if "nats_connection_lost" in line]
+
+
+# ----------------------------------------------------------------------------------- too large
+
+
+def oversized_records() -> list[Record]:
+    """Partition 0: offset 1's payload alone is over 4 KiB; offset 3's payload fits but its ``pad``
+    header (sent when metadata ``pad`` is included) takes it over. Partition 1: small records."""
+    small = [("source", b"test")]
+    return [
+        Record(0, b"k0", b"ok-0", tuple(small)),
+        Record(0, b"k1", b"x" * 5000, tuple(small)),
+        Record(0, b"k2", b"ok-2", tuple(small)),
+        Record(0, b"k3", b"y" * 2500, (*small, ("pad", b"p" * 1700))),
+        Record(0, b"k4", b"ok-4", tuple(small)),
+        *(Record(1, b"q", f"p1-{i}".encode(), tuple(small)) for i in range(3)),
+    ]
+
+
+async def test_too_large_goes_to_the_dead_letter_subject_without_sending_it(
+    kafka: Kafka, small_nats: devenv.NatsServer, names: dict, workdir: Path
+) -> None:
+    topic, stream, group, prefix = names["topic"], names["stream"], names["group"], names["prefix"]
+    url = small_nats.url
+    await create_topic(kafka.bootstrap, topic, 2)
+    await produce(kafka.bootstrap, topic, oversized_records())
+    await create_stream(url, stream, [f"{prefix}.>"])
+    cfg = write_config(workdir / "c.yaml", brokers=kafka.bootstrap, topics=[topic], group=group, nats_url=url,
+                       subject=prefix + '.data.${! meta("kafka_partition") }',
+                       extra_output={"metadata": {"include_patterns": ["^pad$"]}},
+                       bridge={"dead_letter": {"subject": f"{prefix}.dlq"}})  # fmt: skip
+    code, _, stderr = backfill(cfg)
+    assert code == 0, stderr[-3000:]
+
+    stored = await raw_stream(url, stream)
+    data = sorted(m.offset for m in stored if m.subject.startswith(f"{prefix}.data."))
+    assert data == [(0, 0), (0, 2), (0, 4), (1, 0), (1, 1), (1, 2)]  # the partition kept flowing
+    dead = {m.offset: m for m in stored if m.subject == f"{prefix}.dlq"}
+    assert sorted(dead) == [(0, 1), (0, 3)]
+    for (partition, offset), m in dead.items():
+        assert m.text("Bridge-Error-Kind") == "size"
+        assert re.fullmatch(
+            rf"headers plus payload are \d+ bytes, over the server's max_payload of {MAX_PAYLOAD}",
+            m.text("Bridge-Error") or "",
+        ), m.headers
+        assert m.text("Kafka-Topic") == topic
+        assert m.text("Kafka-Partition") == str(partition)
+        assert m.text("Kafka-Offset") == str(offset)
+    # the payload alone was too large: omitted, its size given; the other one keeps its payload
+    assert dead[(0, 1)].text("Bridge-Payload-Omitted") == "5000"
+    assert dead[(0, 1)].data == b""
+    assert dead[(0, 3)].get("Bridge-Payload-Omitted") is None
+    assert dead[(0, 3)].data == b"y" * 2500
+    assert await committed_offsets(kafka.bootstrap, group, topic) == {0: 5, 1: 3}
+    # rejected before sending: the server never closed the connection over it
+    assert not connection_losses(stderr)
+    assert "Maximum Payload" not in small_nats.log_path.read_text()
+
+
+async def test_too_large_without_dead_letter_stops_its_partition(
+    kafka: Kafka, small_nats: devenv.NatsServer, names: dict, workdir: Path
+) -> None:
+    """No metadata headers (the bridge's per-partition fast path): offset 1 of partition 0 is too large."""
+    topic, stream, group, prefix = names["topic"], names["stream"], names["group"], names["prefix"]
+    url = small_nats.url
+    await create_topic(kafka.bootstrap, topic, 2)
+    await produce(kafka.bootstrap, topic, oversized_records())
+    await create_stream(url, stream, [f"{prefix}.>"])
+    cfg = write_config(workdir / "c.yaml", brokers=kafka.bootstrap, topics=[topic], group=group, nats_url=url,
+                       subject=prefix + '.data.${! meta("kafka_partition") }')  # fmt: skip
+    code, stdout, stderr = backfill(cfg)
+    assert code == 1, stderr[-3000:]
+    summary = json.loads(stdout[stdout.index("{") :])
+    stopped = [p["stopped"] for p in summary["partitions"] if p["stopped"]]
+    assert len(stopped) == 1, summary
+    assert re.match(
+        rf"partition {topic}/0 stopped at offset 1: headers plus payload are \d+ bytes, over the server's "
+        rf"max_payload of {MAX_PAYLOAD}",
+        stopped[0],
+    ), stopped
+    assert await committed_offsets(kafka.bootstrap, group, topic) == {0: 1, 1: 3}
+    stored = await raw_stream(url, stream)
+    assert sorted(m.offset for m in stored) == [(0, 0), (1, 0), (1, 1), (1, 2)]
+    assert not connection_losses(stderr)
+    assert "Maximum Payload" not in small_nats.log_path.read_text()
+
+
+# ----------------------------------------------------------------------------------- subjects and templates
+
+# The subject is the record's ``route`` header; without one, the ``type`` field of its JSON payload
+# (an interpolation error when the payload is not JSON).
+ROUTED = '${! metadata("route").or(json("type")) }'
+# partition → (the bad record's route header, or None: not JSON; the documented reason)
+BAD_SUBJECTS = {
+    0: (b"", "subject is empty"),
+    1: (b"{p}.a b", "subject '{p}.a b' contains whitespace or control characters"),
+    2: (b"{p}.*", "subject '{p}.*' contains the wildcard token '*'"),
+    3: (b"{p}.>", "subject '{p}.>' contains the wildcard token '>'"),
+    4: (b"{p}..x", "subject '{p}..x' has an empty token"),
+    5: (None, "payload is not valid JSON"),
+}
+GOOD = 6  # a partition without bad records
+
+
+def routed_records(prefix: str) -> list[Record]:
+    """Every partition: a good record, a bad one (except ``GOOD``), a good one; good ones go to
+    ``<prefix>.ok`` by header or ``<prefix>.json`` by payload."""
+    records = []
+    for p in range(GOOD + 1):
+        records.append(Record(p, b"k", b"first", (("route", f"{prefix}.ok".encode()),)))
+        if p in BAD_SUBJECTS:
+            route, _ = BAD_SUBJECTS[p]
+            if route is None:
+                records.append(Record(p, b"k", b"not json"))
+            else:
+                records.append(Record(p, b"k", b"bad", (("route", route.replace(b"{p}", prefix.encode())),)))
+        records.append(Record(p, b"k", json.dumps({"type": f"{prefix}.json"}).encode()))
+    return records
+
+
+async def test_bad_subjects_and_interpolation_errors_go_to_the_dead_letter_subject(
+    kafka: Kafka, nats_url: str, names: dict, workdir: Path
+) -> None:
+    topic, stream, group, prefix = names["topic"], names["stream"], names["group"], names["prefix"]
+    await create_topic(kafka.bootstrap, topic, GOOD + 1)
+    await produce(kafka.bootstrap, topic, routed_records(prefix))
+    await create_stream(nats_url, stream, [f"{prefix}.>"])
+    cfg = write_config(workdir / "c.yaml", brokers=kafka.bootstrap, topics=[topic], group=group,
+                       nats_url=nats_url, subject=ROUTED,
+                       bridge={"dead_letter": {"subject": f"{prefix}.dlq"}})  # fmt: skip
+    code, _, stderr = backfill(cfg)
+    assert code == 0, stderr[-3000:]
+
+    stored = await raw_stream(nats_url, stream)
+    good = sorted((m.subject, *m.offset) for m in stored if m.subject != f"{prefix}.dlq")
+    last = {p: 2 if p in BAD_SUBJECTS else 1 for p in range(GOOD + 1)}
+    assert good == sorted(
+        [(f"{prefix}.ok", p, 0) for p in range(GOOD + 1)] + [(f"{prefix}.json", p, last[p]) for p in last]
+    )
+    dead = {m.offset: m for m in stored if m.subject == f"{prefix}.dlq"}
+    assert sorted(dead) == [(p, 1) for p in BAD_SUBJECTS]
+    for p, (route, reason) in BAD_SUBJECTS.items():
+        m = dead[(p, 1)]
+        assert m.text("Bridge-Error-Kind") == ("interpolation" if route is None else "subject"), m.headers
+        assert reason.format(p=prefix) in (m.text("Bridge-Error") or ""), m.headers
+        assert (m.text("Kafka-Topic"), m.text("Kafka-Partition"), m.text("Kafka-Offset")) == (
+            topic,
+            str(p),
+            "1",
+        )
+        assert m.data == (b"not json" if route is None else b"bad")
+    assert await committed_offsets(kafka.bootstrap, group, topic) == {p: last[p] + 1 for p in last}
+
+
+async def test_bad_subjects_and_interpolation_errors_stop_their_partitions(
+    kafka: Kafka, nats_url: str, names: dict, workdir: Path
+) -> None:
+    topic, stream, group, prefix = names["topic"], names["stream"], names["group"], names["prefix"]
+    await create_topic(kafka.bootstrap, topic, GOOD + 1)
+    await produce(kafka.bootstrap, topic, routed_records(prefix))
+    await create_stream(nats_url, stream, [f"{prefix}.>"])
+    cfg = write_config(workdir / "c.yaml", brokers=kafka.bootstrap, topics=[topic], group=group,
+                       nats_url=nats_url, subject=ROUTED)  # fmt: skip
+    code, stdout, stderr = backfill(cfg)
+    assert code == 1, stderr[-3000:]
+    summary = json.loads(stdout[stdout.index("{") :])
+    stopped = {p["partition"]: p["stopped"] for p in summary["partitions"] if p["stopped"]}
+    assert sorted(stopped) == sorted(BAD_SUBJECTS)
+    for p, (_, reason) in BAD_SUBJECTS.items():
+        assert stopped[p].startswith(f"partition {topic}/{p} stopped at offset 1: "), stopped[p]
+        assert reason.format(p=prefix) in stopped[p], stopped[p]
+    # nothing past a bad record is committed; the other partition finished
+    expected = {p: 1 for p in BAD_SUBJECTS} | {GOOD: 2}
+    assert await committed_offsets(kafka.bootstrap, group, topic) == expected
+    stored = await raw_stream(nats_url, stream)
+    assert sorted(m.offset for m in stored) == sorted([(p, 0) for p in BAD_SUBJECTS] + [(GOOD, 0), (GOOD, 1)])
+
+
+# ----------------------------------------------------------------------------------- text rules
+
+HEADERS_1000 = tuple((f"h{i:04d}", f"v{i}".encode()) for i in range(1000))
+
+
+def text_records() -> list[Record]:
+    return [
+        # 0: key and a header value not UTF-8, a header value with CR/LF, a binary payload
+        Record(0, b"\xff\xfekey", b"payload\xff\x00bytes", (("bin", b"\xffv\xfe"), ("crlf", b"one\r\ntwo\nthree"))),
+        # 1: 1,000 headers, and a name that repeats
+        Record(0, b"many", b"v1", (*HEADERS_1000, ("dup", b"first"), ("dup", b"last"))),
+        # 2: Kafka headers named Nats-*: they would change what the server does
+        Record(0, b"nats", b"v2", (("Nats-Msg-Id", b"evil"), ("nats-expected-stream", b"NOPE"), ("Nats-TTL", b"1s"))),
+        # 3: a null key
+        Record(0, None, b"v3"),
+        # 4: a tombstone
+        Record(0, b"gone", None),
+    ]  # fmt: skip
+
+
+async def test_keys_headers_and_payloads_follow_the_text_rules(
+    kafka: Kafka, nats_url: str, names: dict, workdir: Path
+) -> None:
+    topic, stream, group, prefix = names["topic"], names["stream"], names["group"], names["prefix"]
+    await create_topic(kafka.bootstrap, topic, 1)
+    await produce(kafka.bootstrap, topic, text_records())
+    await create_stream(nats_url, stream, [f"{prefix}.>"])
+    cfg = write_config(workdir / "c.yaml", brokers=kafka.bootstrap, topics=[topic], group=group,
+                       nats_url=nats_url, subject=f"{prefix}.text",
+                       extra_output={"metadata": {"include_prefixes": ["kafka_"],
+                                                  "include_patterns": ["^bin$", "^crlf$", r"^h\d{4}$", "^dup$",
+                                                                       "(?i)^nats-"]}})  # fmt: skip
+    code, _, stderr = backfill(cfg)
+    assert code == 0, stderr[-3000:]
+    stored = {m.offset[1]: m for m in await raw_stream(nats_url, stream)}
+    assert sorted(stored) == [0, 1, 2, 3, 4]
+
+    for offset, m in stored.items():
+        assert m.text("kafka_topic") == topic
+        assert m.text("kafka_partition") == "0"
+        assert m.text("kafka_offset") == str(offset)
+        assert m.text("Nats-Msg-Id") == f"{topic}-0-{offset}"
+        assert m.text("kafka_tombstone_message") == ("true" if offset == 4 else "false")
+
+    # not UTF-8: U+FFFD replacement characters in metadata; the payload byte for byte
+    m = stored[0]
+    assert m.get("kafka_key") == "\ufffd\ufffdkey".encode()
+    assert m.get("bin") == "\ufffdv\ufffd".encode()
+    assert m.data == b"payload\xff\x00bytes"
+    # CR and LF become spaces
+    assert m.get("crlf") == b"one  two three"
+
+    # 1,000 headers arrive, one line each; a repeated name keeps its last value
+    m = stored[1]
+    assert [(n, v) for n, v in m.headers if re.fullmatch(r"h\d{4}", n)] == list(HEADERS_1000)
+    assert [v for n, v in m.headers if n == "dup"] == [b"last"]
+
+    # Nats-* record headers are renamed; nothing reaches the server under a Nats- name but the msg id
+    m = stored[2]
+    assert m.get("Kafka-Header-Nats-Msg-Id") == b"evil"
+    assert m.get("Kafka-Header-nats-expected-stream") == b"NOPE"
+    assert m.get("Kafka-Header-Nats-TTL") == b"1s"
+    assert [n for n, _ in m.headers if n.lower().startswith("nats-")] == ["Nats-Msg-Id"]
+
+    # a null key is empty; a tombstone has an empty payload
+    assert stored[3].get("kafka_key") == b""
+    assert stored[3].data == b"v3"
+    assert stored[4].get("kafka_key") == b"gone"
+    assert stored[4].data == b""
+    assert await committed_offsets(kafka.bootstrap, group, topic) == {0: 5}
+
+
+async def test_record_headers_cannot_change_the_default_msg_id(
+    kafka: Kafka, nats_url: str, names: dict, workdir: Path
+) -> None:
+    """README: every publish carries ``Nats-Msg-Id`` = ``<topic>-<partition>-<offset>`` by default, and
+    a record is never silently dropped. Records whose Kafka headers are named like the metadata keys
+    of the default msg id must still each be stored under their own coordinates."""
+    topic, stream, group, prefix = names["topic"], names["stream"], names["group"], names["prefix"]
+    await create_topic(kafka.bootstrap, topic, 1)
+    await produce(
+        kafka.bootstrap, topic,
+        [
+            Record(0, b"a", b"r0"),
+            Record(0, b"b", b"r1", (("kafka_offset", b"0"),)),
+            Record(0, b"c", b"r2", (("kafka_partition", b"9"), ("kafka_offset", b"0"))),
+        ],
+    )  # fmt: skip
+    await create_stream(nats_url, stream, [f"{prefix}.>"])
+    cfg = write_config(workdir / "c.yaml", brokers=kafka.bootstrap, topics=[topic], group=group,
+                       nats_url=nats_url, subject=f"{prefix}.shadow")  # fmt: skip
+    code, _, stderr = backfill(cfg)
+    assert code == 0, stderr[-3000:]
+    assert await committed_offsets(kafka.bootstrap, group, topic) == {0: 3}
+    stored = await raw_stream(nats_url, stream)
+    assert [m.data for m in stored] == [b"r0", b"r1", b"r2"]  # none dropped as a "duplicate"
+    assert [m.text("Nats-Msg-Id") for m in stored] == [f"{topic}-0-{o}" for o in range(3)]
