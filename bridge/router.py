@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Sequence
+from typing import Any
 
 from bridge.config import MetadataFilter, Templates
 from bridge.errors import RecordError
@@ -54,6 +55,16 @@ _NO_MESSAGE = Message("", 0, 0, None, None, 0)  # static templates render withou
 _SHADOWED = frozenset({"kafka_topic", "kafka_partition", "kafka_offset"})
 
 
+def msg_id_of(pre: bytes) -> str:
+    """The ``Nats-Msg-Id`` value in a frame's header block ("" when it has none)."""
+    marker = b"\r\nNats-Msg-Id: "
+    start = pre.find(marker)
+    if start < 0:
+        return ""
+    start += len(marker)
+    return pre[start : pre.index(b"\r\n", start)].decode()
+
+
 def too_large(size: int, max_payload: int) -> RecordError:
     return RecordError(
         f"headers plus payload are {size} bytes, over the server's max_payload of {max_payload}", kind="size"
@@ -61,16 +72,36 @@ def too_large(size: int, max_payload: int) -> RecordError:
 
 
 class Envelope:
-    """One publish, ready for the sink: the frame is ``head + reply + pre + payload + CRLF``."""
+    """One record's publish. The router fills the wire pieces — the frame is ``head + reply + pre +
+    payload + CRLF`` — and the sink then carries the same object with its delivery state (one object
+    per record on the hot path instead of two)."""
 
-    __slots__ = ("head", "msg_id", "payload", "pre", "subject")
+    __slots__ = (
+        "_msg_id", "ctx", "deadline", "head", "lane", "order", "payload", "pre", "state", "subject", "token",
+    )  # fmt: skip
 
-    def __init__(self, subject: str, head: bytes, pre: bytes, payload: bytes, msg_id: str) -> None:
+    # delivery state, set and read by the sink (bridge.sink) once it accepted the publish
+    lane: Any  # the sink's Lane
+    ctx: Any  # the caller's context, opaque to the sink
+    token: int  # the reply token of its current send (0: not on the wire)
+    order: int  # the token of its first send: a lane's publishes are first sent in record order
+    deadline: float  # when the current send times out (time.monotonic)
+    state: int  # WAITING / SENT / FAILED / DONE (bridge.sink)
+
+    def __init__(
+        self, subject: str, head: bytes, pre: bytes, payload: bytes, msg_id: str | None = None
+    ) -> None:
         self.subject = subject
         self.head = head  # b"HPUB <subject> "
         self.pre = pre  # b" <header bytes> <total bytes>\r\n" + the header block
         self.payload = payload
-        self.msg_id = msg_id
+        self._msg_id = msg_id  # None: read back from the header block when asked (logs only)
+
+    @property
+    def msg_id(self) -> str:
+        if self._msg_id is None:
+            self._msg_id = msg_id_of(self.pre)
+        return self._msg_id
 
     @property
     def tail(self) -> bytes:
@@ -86,7 +117,7 @@ class Envelope:
 class PartitionRoute:
     """The publish of one partition's records when only the offset and the payload vary."""
 
-    __slots__ = ("_id_prefix", "_prefix", "head", "max_payload", "subject")
+    __slots__ = ("_fixed", "_prefix", "_with_id", "head", "max_payload", "subject")
 
     def __init__(
         self, subject: str, static_lines: bytes, msg_id_prefix: str | None, max_payload: int
@@ -94,25 +125,28 @@ class PartitionRoute:
         self.subject = subject
         self.head = frame_head(subject)
         self.max_payload = max_payload
-        self._id_prefix = msg_id_prefix
+        self._with_id = msg_id_prefix is not None
         block = HEADER_LINE + static_lines
-        self._prefix = block + (
-            b"Nats-Msg-Id: " + msg_id_prefix.encode() if msg_id_prefix is not None else b""
-        )
+        if msg_id_prefix is None:
+            self._prefix = block + CRLF
+        else:
+            self._prefix = block + b"Nats-Msg-Id: " + msg_id_prefix.encode()
+        self._fixed = len(self._prefix) + (4 if self._with_id else 0)  # + the offset's digits and CRLF CRLF
 
     def route(self, offset: int, value: bytes | None) -> Envelope:
         payload = b"" if value is None else value
-        if self._id_prefix is None:
-            headers = self._prefix + CRLF
-            msg_id = ""
+        if self._with_id:
+            digits = b"%d" % offset
+            hlen = self._fixed + len(digits)
+            total = hlen + len(payload)
+            pre = b" %d %d\r\n%b%b\r\n\r\n" % (hlen, total, self._prefix, digits)
         else:
-            headers = self._prefix + b"%d\r\n\r\n" % offset
-            msg_id = f"{self._id_prefix}{offset}"
-        hlen = len(headers)
-        total = hlen + len(payload)
+            hlen = self._fixed
+            total = hlen + len(payload)
+            pre = b" %d %d\r\n%b" % (hlen, total, self._prefix)
         if total > self.max_payload:
             raise too_large(total, self.max_payload)
-        return Envelope(self.subject, self.head, b" %d %d\r\n%b" % (hlen, total, headers), payload, msg_id)
+        return Envelope(self.subject, self.head, pre, payload)
 
     @staticmethod
     def usable_for(headers: Sequence[tuple[str, bytes]]) -> bool:

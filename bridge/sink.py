@@ -93,21 +93,6 @@ class _ReplyClient(NatsClient):
 WAITING, SENT, FAILED, DONE = 0, 1, 2, 3
 
 
-class Publish:
-    """One record's publish, kept until JetStream acknowledged it."""
-
-    __slots__ = ("ctx", "deadline", "envelope", "lane", "order", "state", "token")
-
-    def __init__(self, lane: Lane, envelope: Envelope, ctx: Any) -> None:
-        self.lane = lane
-        self.envelope = envelope
-        self.ctx = ctx  # the caller's (ledger, offset, ...); opaque here
-        self.token = 0
-        self.order = 0  # the token of its first send: publishes of a lane are first sent in record order
-        self.deadline = 0.0
-        self.state = WAITING
-
-
 class Lane:
     """The publishes of one partition, in record order."""
 
@@ -127,8 +112,8 @@ class Lane:
 
     def __init__(self, name: str) -> None:
         self.name = name
-        self.sent: deque[Publish] = deque()  # written, in order (SENT, FAILED or DONE awaiting the head)
-        self.waiting: deque[Publish] = deque()  # accepted, not written, in order
+        self.sent: deque[Envelope] = deque()  # written, in order (SENT, FAILED or DONE awaiting the head)
+        self.waiting: deque[Envelope] = deque()  # accepted, not written, in order
         self.outstanding = 0  # publishes of this lane on the wire right now
         self.max_stored = 0  # the latest (by first send) publish of this lane the stream stored
         self.halted = False
@@ -204,7 +189,7 @@ class JetStreamSink:
         self._prefix = ""
         self._plen = 0
         self._tokens = itertools.count(1)
-        self._inflight: dict[int, Publish] = {}  # token → publish, in send order
+        self._inflight: dict[int, Envelope] = {}  # token → publish, in send order
         self._outbox: list[bytes] = []  # staged frames not yet handed to nats-py
         self._lanes: dict[str, Lane] = {}
         self.in_flight = 0  # accepted and not yet resolved
@@ -337,7 +322,7 @@ class JetStreamSink:
         )
         for item in lost:
             item.lane.outstanding -= 1
-            self._fail_transient(item, ConnectionLost(item.envelope.subject))
+            self._fail_transient(item, ConnectionLost(item.subject))
         if nc is not None and not nc.is_closed:
             self._spawn(nc.close())
         if self._reconnecting is None or self._reconnecting.done():
@@ -367,13 +352,17 @@ class JetStreamSink:
         Returns how many were accepted. This is the hot path: keep it lean."""
         n = 0
         if lane.halted or lane.waiting or self._nc is None:
-            for envelope, ctx in batch:
-                lane.waiting.append(Publish(lane, envelope, ctx))
+            for item, ctx in batch:
+                item.lane = lane
+                item.ctx = ctx
+                item.token = item.order = 0
+                item.state = WAITING
+                lane.waiting.append(item)
                 n += 1
             if self._nc is None and not lane.halted and lane.waiting:
                 # Disconnected: the lane waits for the next connection like a halted one.
                 lane.halted = True
-                lane.error = ConnectionLost(lane.waiting[0].envelope.subject)
+                lane.error = ConnectionLost(lane.waiting[0].subject)
             self._maybe_retry(lane)
         else:
             deadline = time.monotonic() + self.ack_timeout
@@ -382,15 +371,16 @@ class JetStreamSink:
             sent = lane.sent
             out = self._outbox
             prefix = self._prefix_bytes
-            for envelope, ctx in batch:
-                item = Publish(lane, envelope, ctx)
+            for item, ctx in batch:
+                item.lane = lane
+                item.ctx = ctx
                 token = next(tokens)
                 item.token = item.order = token
                 item.deadline = deadline
                 item.state = SENT
                 sent.append(item)
                 inflight[token] = item
-                out += (envelope.head, b"%b%d" % (prefix, token), envelope.pre, envelope.payload, CRLF)
+                out += (item.head, b"%b%d" % (prefix, token), item.pre, item.payload, CRLF)
                 n += 1
             lane.outstanding += n
             self.sent += n
@@ -418,7 +408,7 @@ class JetStreamSink:
         if self._outbox:
             self._spawn(self._write())
 
-    def _stage(self, item: Publish, now: float) -> None:
+    def _stage(self, item: Envelope, now: float) -> None:
         """Give ``item`` a (new) token and put its frame in the outbox (re-sends and probes)."""
         token = next(self._tokens)
         item.token = token
@@ -430,8 +420,7 @@ class JetStreamSink:
         item.lane.outstanding += 1
         self._inflight[token] = item
         self.sent += 1
-        env = item.envelope
-        self._outbox += (env.head, b"%b%d" % (self._prefix_bytes, token), env.pre, env.payload, CRLF)
+        self._outbox += (item.head, b"%b%d" % (self._prefix_bytes, token), item.pre, item.payload, CRLF)
 
     async def _write(self) -> None:
         """Hand the outbox to nats-py as one command. The join, the clear and nats-py's append happen
@@ -465,10 +454,10 @@ class JetStreamSink:
             line = headers.split(b"\r\n", 1)[0].decode(errors="replace")
             status, _, desc = line[len("NATS/1.0") :].strip().partition(" ")
             if status == "503":
-                self._fail(item, NoStreamError(item.envelope.subject))
+                self._fail(item, NoStreamError(item.subject))
                 return
             if status:
-                self._fail(item, PublishError(item.envelope.subject, f"status {status} {desc}".strip()))
+                self._fail(item, PublishError(item.subject, f"status {status} {desc}".strip()))
                 return
             if match is not None:
                 self._ack(item, int(match.group(2)), match.group(3) is not None, match.group(1))
@@ -476,22 +465,20 @@ class JetStreamSink:
         try:
             body = json.loads(data)
         except ValueError:
-            self._fail(item, PublishError(item.envelope.subject, f"unreadable reply {data[:200]!r}"))
+            self._fail(item, PublishError(item.subject, f"unreadable reply {data[:200]!r}"))
             return
         err = body.get("error") if isinstance(body, dict) else None
         if err is not None:
             code, err_code = int(err.get("code", 0)), int(err.get("err_code", 0))
-            self._fail(
-                item, JetStreamError(item.envelope.subject, code, err_code, str(err.get("description", "")))
-            )
+            self._fail(item, JetStreamError(item.subject, code, err_code, str(err.get("description", ""))))
             return
         if not isinstance(body, dict) or "seq" not in body:
-            self._fail(item, PublishError(item.envelope.subject, f"unreadable reply {data[:200]!r}"))
+            self._fail(item, PublishError(item.subject, f"unreadable reply {data[:200]!r}"))
             return
         stream = str(body.get("stream", "")).encode()
         self._ack(item, int(body["seq"]), bool(body.get("duplicate", False)), stream)
 
-    def _ack(self, item: Publish, seq: int, duplicate: bool, stream: bytes) -> None:
+    def _ack(self, item: Envelope, seq: int, duplicate: bool, stream: bytes) -> None:
         lane = item.lane
         if not duplicate:
             # Stored just now. A later publish of the lane already stored means they are out of order.
@@ -524,15 +511,13 @@ class JetStreamSink:
             self._maybe_retry(lane)
         self._on_ack(item.ctx, seq, duplicate, stream)
 
-    def _order_violation(self, lane: Lane, item: Publish) -> None:
+    def _order_violation(self, lane: Lane, item: Envelope) -> None:
         """The stream stored ``item`` after a later publish of its lane: that cannot be undone (it can only
         happen when a stream lost a publish it then accepted a later one for, as an R3 stream might while
         electing a leader), so it is counted and logged loudly. Ack timeouts and lost connections are
         not evidence: the publish may well have been stored; only a non-duplicate ack here is."""
         self.reorders += 1
-        log.error(
-            "order_violation", lane=lane.name, subject=item.envelope.subject, stored_late=item.envelope.msg_id
-        )
+        log.error("order_violation", lane=lane.name, subject=item.subject, stored_late=item.msg_id)
 
     def _resolved(self, n: int) -> None:
         self.in_flight -= n
@@ -541,7 +526,7 @@ class JetStreamSink:
         if self.in_flight == 0:
             self._drained.set()
 
-    def _fail(self, item: Publish, exc: BaseException) -> None:
+    def _fail(self, item: Envelope, exc: BaseException) -> None:
         if getattr(exc, "retriable", False):
             self._fail_transient(item, exc)
             return
@@ -559,13 +544,13 @@ class JetStreamSink:
             self._maybe_retry(lane)
         self._on_fail(item.ctx, exc)
 
-    def _fail_transient(self, item: Publish, exc: BaseException) -> None:
+    def _fail_transient(self, item: Envelope, exc: BaseException) -> None:
         item.state = FAILED
         item.token = 0
         lane = item.lane
         self.failures += 1
         if not lane.halted:
-            log.warning("lane_halted", lane=lane.name, subject=item.envelope.subject, error=str(exc))
+            log.warning("lane_halted", lane=lane.name, subject=item.subject, error=str(exc))
         lane.halted = True
         lane.error = exc
         if lane.probe is not None and not lane.probe.done():
@@ -654,7 +639,7 @@ class JetStreamSink:
                 item = self._inflight.pop(token)
                 item.lane.outstanding -= 1
                 self.timeouts += 1
-                self._fail_transient(item, AckTimeout(item.envelope.subject, self.ack_timeout))
+                self._fail_transient(item, AckTimeout(item.subject, self.ack_timeout))
             if expired and (self._health is None or self._health.done()):
                 self._health = self._spawn(self._check_connection())
 
