@@ -78,13 +78,17 @@ class Result:
 # ----------------------------------------------------------------------------------- preload
 
 
-async def _preload(bootstrap: str, topic: str, p: Params) -> float:
+async def _create_topic(bootstrap: str, topic: str, partitions: int) -> None:
     admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
     await admin.start()
     try:
-        await admin.create_topics([NewTopic(topic, num_partitions=p.partitions, replication_factor=1)])
+        await admin.create_topics([NewTopic(topic, num_partitions=partitions, replication_factor=1)])
     finally:
         await admin.close()
+
+
+async def _preload(bootstrap: str, topic: str, p: Params) -> float:
+    await _create_topic(bootstrap, topic, p.partitions)
     producer = AIOKafkaProducer(bootstrap_servers=bootstrap, linger_ms=20, max_batch_size=1024 * 1024, acks=1)
     await producer.start()
     started = time.perf_counter()
@@ -299,12 +303,7 @@ async def _baseline(bootstrap: str, nats_url: str, topic: str, p: Params) -> flo
 
 async def _latency(bootstrap: str, nats_url: str, p: Params, tmp: Path) -> dict[str, float]:
     topic = f"bench-lat-{uuid.uuid4().hex[:8]}"
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
-    await admin.start()
-    try:
-        await admin.create_topics([NewTopic(topic, num_partitions=p.partitions, replication_factor=1)])
-    finally:
-        await admin.close()
+    await _create_topic(bootstrap, topic, p.partitions)
     name = f"BENCHLAT{uuid.uuid4().hex[:6].upper()}"
     await _stream(nats_url, name, [f"{name.lower()}.>"])
     cfg = _config(tmp / "latency.yaml", bootstrap, nats_url, topic, f"bench-lat-{uuid.uuid4().hex[:8]}",

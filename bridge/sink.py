@@ -206,6 +206,7 @@ class JetStreamSink:
         self._closing = False
         self._closed = False
         self._last_error: BaseException | None = None
+        self.stalled = False  # publishes outstanding and no ack for ack_timeout (see _reap)
         self.max_payload = 1024 * 1024
         self.server_name = ""
 
@@ -626,10 +627,16 @@ class JetStreamSink:
     # ------------------------------------------------------------------ timeouts and health
 
     async def _reap(self) -> None:
+        """Time out publishes past their deadline, and notice a stall: publishes outstanding and no ack
+        for ``ack_timeout`` (a hung server keeps the TCP connection open). Runs ten times per timeout."""
         interval = min(max(self.ack_timeout / 10, 0.05), 1.0)
+        last_acked, last_progress = self.acked, time.monotonic()
         while True:
             await asyncio.sleep(interval)
             now = time.monotonic()
+            if self.acked != last_acked or not self._inflight:
+                last_acked, last_progress = self.acked, now
+            self.stalled = now - last_progress >= self.ack_timeout
             expired = []
             for token, item in self._inflight.items():
                 if item.deadline > now:
@@ -700,7 +707,8 @@ class JetStreamSink:
 
     @property
     def connected(self) -> bool:
-        return self._nc is not None and self._nc.is_connected
+        """Connected and acks flowing: a server that stopped answering is not "connected" here."""
+        return self._nc is not None and self._nc.is_connected and not self.stalled
 
     def statistics(self) -> SinkStats:
         return SinkStats(

@@ -171,6 +171,47 @@ async def test_ready_turns_false_while_nats_is_down(kafka: Kafka, names: dict, w
         assert await stream_count(nats_server.url, stream) == 16
 
 
+async def test_ready_turns_false_while_nats_hangs(kafka: Kafka, names: dict, workdir: Path) -> None:
+    """A SIGSTOPped server keeps its TCP connection: /ready must notice the acks stopped, not the socket."""
+    topic, stream, group, prefix = names["topic"], names["stream"], names["group"], names["prefix"]
+    await create_topic(kafka.bootstrap, topic, 2)
+    await produce(kafka.bootstrap, topic, keyed(2, 10))
+    with devenv.NatsServer(name="hang-nats") as nats_server:
+        await create_stream(nats_server.url, stream, [f"{prefix}.>"])
+        cfg, base = ops_config(
+            workdir / "c.yaml", brokers=kafka.bootstrap, topics=[topic], group=group, nats_url=nats_server.url,
+            subject=prefix + '.${! meta("kafka_partition") }', extra_output={"max_reconnects": -1},
+            bridge={"ack_timeout": "2s"},
+        )  # fmt: skip
+        with BridgeProcess("run", "-c", str(cfg), log_dir=workdir) as bridge:
+
+            async def ready() -> None:
+                status, body = await get(base + "/ready")
+                assert status == 200, body
+
+            async def acked(n: int) -> None:
+                assert (await scrape(base)).value("records_acked_total") == n
+
+            await eventually(ready, within=60)
+            await eventually(lambda: acked(10), within=30)
+            nats_server.pause()
+            try:
+                await produce(kafka.bootstrap, topic, keyed(2, 4, start=10))  # publishes that get no ack
+
+                async def not_ready() -> None:
+                    status, body = await get(base + "/ready")
+                    assert status == 503, body
+                    assert json.loads(body)["failing"] == ["nats_connected"]
+
+                await eventually(not_ready, within=20)
+            finally:
+                nats_server.resume()
+            await eventually(ready, within=60)
+            await eventually(lambda: acked(14), within=60)
+            assert bridge.stop() == 0
+        assert await stream_count(nats_server.url, stream) == 14
+
+
 def test_an_address_in_use_fails_before_connecting(workdir: Path) -> None:
     with socket.socket() as taken:
         taken.bind(("127.0.0.1", 0))
