@@ -23,10 +23,10 @@ reply inbox, the bookkeeping of every unacknowledged publish, and the ordering r
 Frames are written as pre-encoded ``HPUB`` bytes (``bridge.wire``), one write per fetched batch,
 through nats-py's internal ``_send_command``/``_flush_pending``: nats-py's public ``publish`` takes
 headers as a dict (no repeated names, which Redpanda Connect's output sends) and encodes per call.
-Replies to the inbox are taken in ``_ReplyClient._process_msg`` before nats-py builds a ``Msg``,
-queues it and wakes a task for it: that path cost more than everything else per record (see the
-bench notes in README). These three internals are pinned by the nats-py version range in
-pyproject.toml and covered by the integration and fault suites.
+Replies to the inbox are read by ``bridge.inbox`` (a PubAck costs one regex match there) instead of
+nats-py's ``Msg``/queue/task path, which cost more than everything else per record (see the bench
+notes in README). These internals are pinned by the nats-py version range in pyproject.toml and
+covered by the unit, integration and fault suites.
 """
 
 from __future__ import annotations
@@ -36,7 +36,6 @@ import bisect
 import contextlib
 import itertools
 import json
-import re
 import ssl
 import time
 from collections import deque
@@ -62,31 +61,12 @@ from bridge.errors import (
     PublishError,
     ReconnectsExhausted,
 )
+from bridge.inbox import InboxClient
 from bridge.log import redact_text
 from bridge.router import Envelope
 from bridge.wire import CRLF
 
 log = structlog.get_logger("bridge.sink")
-
-
-# {"stream":"S","seq":N} or {"stream":"S","domain":"D","seq":N,"duplicate": true} (sic: nats-server
-# writes a space there): the replies of a healthy stream, parsed without json. Anything else — errors,
-# fields added by a later server — does not match the whole reply and goes through json.
-_PUBACK = re.compile(rb'\{"stream":"([^"]*)",(?:"domain":"[^"]*",)?"seq":(\d+)(,\s*"duplicate":\s*true)?\}\Z')
-
-
-class _ReplyClient(NatsClient):
-    """nats-py's client with the reply inbox short-circuited: ``on_reply(subject, data, headers)`` is
-    called synchronously from the read loop for messages of ``reply_sid``."""
-
-    reply_sid = -1
-    on_reply: Callable[[bytes, bytes, bytes], None]
-
-    async def _process_msg(self, sid: int, subject: bytes, reply: bytes, data: bytes, headers: bytes) -> None:
-        if sid == self.reply_sid:
-            self.on_reply(subject, data, headers)
-            return
-        await super()._process_msg(sid, subject, reply, data, headers)
 
 
 # Publish states
@@ -237,7 +217,7 @@ class JetStreamSink:
         async def error_cb(exc: Exception) -> None:
             self._last_error = exc
 
-        nc = _ReplyClient()
+        nc = InboxClient()
         nc.on_reply = self._on_reply
         try:
             await nc.connect(
@@ -259,7 +239,7 @@ class JetStreamSink:
         self._plen = len(self._prefix)
         try:
             sub = await nc.subscribe(self._prefix + "*")
-            nc.reply_sid = sub._id
+            nc.watch_inbox(self._prefix_bytes, sub._id, self._on_puback)
             await nc.flush(timeout=5)
         except Exception as exc:  # closed right after connecting (a refused client certificate, ...)
             self._nc = None
@@ -436,8 +416,16 @@ class JetStreamSink:
 
     # ------------------------------------------------------------------ replies
 
+    def _on_puback(self, token: int, seq: int, duplicate: bool, stream: bytes) -> None:
+        """A plain PubAck on the inbox (called from the read loop, ``bridge.inbox``; must not block)."""
+        item = self._inflight.pop(token, None)
+        if item is None:
+            return  # late: timed out and re-sent, or its lane was dropped
+        item.lane.outstanding -= 1
+        self._ack(item, seq, duplicate, stream)
+
     def _on_reply(self, subject: bytes, data: bytes, headers: bytes) -> None:
-        """A reply on the inbox (called from nats-py's read loop; must not block)."""
+        """Any other reply on the inbox: status headers, errors, PubAcks with fields we do not know."""
         try:
             token = int(subject[self._plen :])
         except ValueError:
@@ -446,10 +434,6 @@ class JetStreamSink:
         if item is None:
             return  # late: timed out and re-sent, or its lane was dropped
         item.lane.outstanding -= 1
-        match = _PUBACK.match(data)
-        if match is not None and not headers:
-            self._ack(item, int(match.group(2)), match.group(3) is not None, match.group(1))
-            return
         if headers:
             # b"NATS/1.0 503\r\n..." (no responders) or another status line
             line = headers.split(b"\r\n", 1)[0].decode(errors="replace")
@@ -459,9 +443,6 @@ class JetStreamSink:
                 return
             if status:
                 self._fail(item, PublishError(item.subject, f"status {status} {desc}".strip()))
-                return
-            if match is not None:
-                self._ack(item, int(match.group(2)), match.group(3) is not None, match.group(1))
                 return
         try:
             body = json.loads(data)
