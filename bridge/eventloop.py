@@ -58,6 +58,7 @@ def run(coro: Coroutine[Any, Any, T]) -> T:
 async def _collecting(coro: Coroutine[Any, Any, T]) -> T:
     """Run ``coro`` with the clock-driven collections of the module docstring."""
     loop = asyncio.get_running_loop()
+    handle: asyncio.TimerHandle | None = None
 
     def collect() -> None:
         nonlocal handle
@@ -68,4 +69,4 @@ async def _collecting(coro: Coroutine[Any, Any, T]) -> T:
     try:
         return await coro
     finally:
-        handle.cancel()
+        handle.cancel()  # the latest one: collect() replaces it before it returns

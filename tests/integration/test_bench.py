@@ -1,0 +1,48 @@
+"""``kafka-jetstream-bridge bench`` runs every phase against the real brokers and reports each number.
+
+Nothing about speed is asserted (the bench prints numbers; see README "Performance"): this checks
+that the command works end to end with small parameters, on both Kafka implementations.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+from tests.conftest import Kafka
+
+
+def test_bench_measures_every_phase(kafka: Kafka, nats_url: str, tmp_path: Path) -> None:
+    output = tmp_path / "bench.json"
+    done = subprocess.run(
+        [
+            sys.executable, "-m", "bridge", "bench",
+            "--records", "3000", "--size", "100", "--partitions", "3", "--max-in-flight", "256",
+            "--kafka-bootstrap", kafka.bootstrap, "--nats-url", nats_url,
+            "--workers", "1", "--latency-rate", "500", "--latency-seconds", "2",
+            "--output", str(output),
+        ],
+        capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr[-3000:]
+    result = json.loads(output.read_text())
+    assert result["params"]["records"] == 3000
+    assert result["raw_consume_rps"] > 0
+    assert result["raw_publish_rps"] > 0
+    one = result["bridge"]["1"]
+    assert one["records"] == 3000  # the backfill delivered every record
+    assert one["records_per_s"] > 0
+    assert one["mb_per_s"] > 0
+    assert one["peak_rss_mb"] > 20  # a Python process with the bridge loaded, not a wrong pid
+    assert result["baseline_rps"] > 0
+    assert result["baseline_runtime_rps"] > 0
+    assert 0 < result["latency_ms"]["p50"] <= result["latency_ms"]["p99"]
+    for row in (
+        "a. raw Kafka consume",
+        "c. bridge backfill, 1 worker",
+        "d. plain baseline (asyncio)",
+        "e. latency",
+    ):
+        assert row in done.stdout
