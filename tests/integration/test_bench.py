@@ -38,7 +38,8 @@ def test_bench_measures_every_phase(kafka: Kafka, nats_url: str, tmp_path: Path)
     assert one["peak_rss_mb"] > 20  # a Python process with the bridge loaded, not a wrong pid
     assert result["baseline_rps"] > 0
     assert result["baseline_runtime_rps"] > 0
-    assert 0 < result["latency_ms"]["p50"] <= result["latency_ms"]["p99"]
+    assert 0 < result["latency_ms"]["p50"] <= result["latency_ms"]["p99"] <= result["latency_ms"]["max"]
+    assert result["latency_ms"]["warmup_samples"] > 0  # the first second is reported apart
     for row in (
         "a. raw Kafka consume",
         "c. bridge backfill, 1 worker",
