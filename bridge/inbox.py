@@ -36,7 +36,8 @@ _NEVER = re.compile(rb"(?!)")
 
 
 def puback_frame(prefix: bytes, sid: int) -> re.Pattern[bytes]:
-    """The regex of one whole PubAck frame on the inbox ``prefix`` (token, size, stream, seq, dup)."""
+    """The regex of one whole PubAck frame on the inbox ``prefix``; groups: token, size, body, stream,
+    seq, duplicate (the size is checked against the body by the parser)."""
     return re.compile(
         rb"MSG "
         + re.escape(prefix)
