@@ -44,7 +44,6 @@ from typing import Any
 import nats
 import yaml
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
-from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from nats.js.api import StorageType, StreamConfig
 
 from bridge import config as config_mod
@@ -85,17 +84,8 @@ class Result:
 # ----------------------------------------------------------------------------------- preload
 
 
-async def _create_topic(bootstrap: str, topic: str, partitions: int) -> None:
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
-    await admin.start()
-    try:
-        await admin.create_topics([NewTopic(topic, num_partitions=partitions, replication_factor=1)])
-    finally:
-        await admin.close()
-
-
 async def _preload(bootstrap: str, topic: str, p: Params) -> float:
-    await _create_topic(bootstrap, topic, p.partitions)
+    await devenv.create_topic(bootstrap, topic, p.partitions)
     producer = AIOKafkaProducer(bootstrap_servers=bootstrap, linger_ms=20, max_batch_size=1024 * 1024, acks=1)
     await producer.start()
     started = time.perf_counter()
@@ -324,7 +314,7 @@ LATENCY_WARMUP = 1.0  # seconds of production at the start reported apart (see t
 
 async def _latency(bootstrap: str, nats_url: str, p: Params, tmp: Path) -> dict[str, float]:
     topic = f"bench-lat-{uuid.uuid4().hex[:8]}"
-    await _create_topic(bootstrap, topic, p.partitions)
+    await devenv.create_topic(bootstrap, topic, p.partitions)
     name = f"BENCHLAT{uuid.uuid4().hex[:6].upper()}"
     await _stream(nats_url, name, [f"{name.lower()}.>"])
     cfg = _config(tmp / "latency.yaml", bootstrap, nats_url, topic, f"bench-lat-{uuid.uuid4().hex[:8]}",

@@ -20,13 +20,12 @@ from typing import Any
 
 import nats
 from aiokafka import AIOKafkaProducer
-from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from nats.aio.msg import Msg
 from nats.js.api import StreamConfig
 
 from bridge import config as config_mod
 from bridge import log as log_mod
-from bridge.devenv import ApacheKafka, NatsServer, Tansu
+from bridge.devenv import ApacheKafka, NatsServer, Tansu, create_topic
 from bridge.errors import ConfigError, ExitCode
 from bridge.modes import Continuous
 from bridge.pipeline import Pipeline
@@ -45,12 +44,7 @@ def _sample(i: int) -> tuple[bytes, bytes | None, list[tuple[str, bytes]]]:
 
 
 async def _prepare(bootstrap: str, nats_url: str, records: int) -> None:
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
-    await admin.start()
-    try:
-        await admin.create_topics([NewTopic(TOPIC, num_partitions=3, replication_factor=1)])
-    finally:
-        await admin.close()
+    await create_topic(bootstrap, TOPIC, 3)
     producer = AIOKafkaProducer(bootstrap_servers=bootstrap)
     await producer.start()
     try:

@@ -49,6 +49,7 @@ from types import TracebackType
 from typing import Any, ClassVar, NoReturn, Self
 
 import structlog
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
 __all__ = [
     "DEFAULT_KAFKA_VERSION",
@@ -117,6 +118,16 @@ def free_port() -> int:
                 _handed_out.add(port)
                 return port
     raise RuntimeError("could not find a free port on 127.0.0.1")
+
+
+async def create_topic(bootstrap: str, topic: str, partitions: int) -> None:
+    """Create ``topic`` with ``partitions`` partitions (replication 1) on a local broker."""
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    await admin.start()
+    try:
+        await admin.create_topics([NewTopic(topic, num_partitions=partitions, replication_factor=1)])
+    finally:
+        await admin.close()
 
 
 def _tail(path: Path, lines: int = _LOG_TAIL_LINES) -> str:

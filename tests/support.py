@@ -23,9 +23,11 @@ from typing import Any, TypeVar
 import nats
 import yaml
 from aiokafka import AIOKafkaProducer, TopicPartition
-from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.admin import AIOKafkaAdminClient
 from nats.js.api import StreamConfig
 from nats.js.errors import NotFoundError
+
+from bridge import devenv
 
 T = TypeVar("T")
 REPO = Path(__file__).resolve().parents[1]
@@ -59,12 +61,8 @@ class Record:
 
 
 async def create_topic(bootstrap: str, topic: str, partitions: int) -> None:
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
-    await admin.start()
-    try:
-        await admin.create_topics([NewTopic(topic, num_partitions=partitions, replication_factor=1)])
-    finally:
-        await admin.close()
+    """``devenv.create_topic``, then wait until the broker's metadata shows every partition."""
+    await devenv.create_topic(bootstrap, topic, partitions)
 
     async def metadata_ready() -> None:
         probe = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
