@@ -38,6 +38,15 @@ async def pong(base: str) -> None:
     assert await get(base + "/ping") == (200, "pong")
 
 
+async def ready(base: str) -> None:
+    status, body = await get(base + "/ready")
+    assert status == 200, body
+
+
+async def acked(base: str, n: int) -> None:
+    assert (await scrape(base)).value("records_acked_total") == n
+
+
 async def test_metrics_and_ready_follow_a_run(
     kafka: Kafka, nats_url: str, names: dict, workdir: Path
 ) -> None:
@@ -134,16 +143,8 @@ async def test_ready_turns_false_while_nats_is_down(kafka: Kafka, names: dict, w
             subject=prefix + '.${! meta("kafka_partition") }', extra_output={"max_reconnects": -1},
         )  # fmt: skip
         with BridgeProcess("run", "-c", str(cfg), log_dir=workdir) as bridge:
-
-            async def ready() -> None:
-                status, body = await get(base + "/ready")
-                assert status == 200, body
-
-            async def acked(n: int) -> None:
-                assert (await scrape(base)).value("records_acked_total") == n
-
-            await eventually(ready, within=60)
-            await eventually(lambda: acked(10), within=30)
+            await eventually(lambda: ready(base), within=60)
+            await eventually(lambda: acked(base, 10), within=30)
 
             nats_server.kill()
 
@@ -163,9 +164,9 @@ async def test_ready_turns_false_while_nats_is_down(kafka: Kafka, names: dict, w
             assert m.value("health_check", check="nats_connected") == 0
 
             nats_server.start()
-            await eventually(ready, within=30)
+            await eventually(lambda: ready(base), within=30)
             await produce(kafka.bootstrap, topic, keyed(2, 6, start=10))
-            await eventually(lambda: acked(16), within=30)
+            await eventually(lambda: acked(base, 16), within=30)
             assert (await scrape(base)).value("nats_reconnects_total") >= 1
             assert bridge.stop() == 0
         assert await stream_count(nats_server.url, stream) == 16
@@ -184,16 +185,8 @@ async def test_ready_turns_false_while_nats_hangs(kafka: Kafka, names: dict, wor
             bridge={"ack_timeout": "2s"},
         )  # fmt: skip
         with BridgeProcess("run", "-c", str(cfg), log_dir=workdir) as bridge:
-
-            async def ready() -> None:
-                status, body = await get(base + "/ready")
-                assert status == 200, body
-
-            async def acked(n: int) -> None:
-                assert (await scrape(base)).value("records_acked_total") == n
-
-            await eventually(ready, within=60)
-            await eventually(lambda: acked(10), within=30)
+            await eventually(lambda: ready(base), within=60)
+            await eventually(lambda: acked(base, 10), within=30)
             nats_server.pause()
             try:
                 await produce(kafka.bootstrap, topic, keyed(2, 4, start=10))  # publishes that get no ack
@@ -206,8 +199,8 @@ async def test_ready_turns_false_while_nats_hangs(kafka: Kafka, names: dict, wor
                 await eventually(not_ready, within=20)
             finally:
                 nats_server.resume()
-            await eventually(ready, within=60)
-            await eventually(lambda: acked(14), within=60)
+            await eventually(lambda: ready(base), within=60)
+            await eventually(lambda: acked(base, 14), within=60)
             assert bridge.stop() == 0
         assert await stream_count(nats_server.url, stream) == 14
 
