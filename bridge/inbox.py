@@ -129,26 +129,37 @@ def _ignore(token: int, seq: int, duplicate: bool, stream: bytes) -> None:
 
 
 class InboxClient(NatsClient):
-    """nats-py's client with the reply inbox short-circuited: PubAcks go to ``on_puback`` from the
-    parser, other messages of ``reply_sid`` to ``on_reply(subject, data, headers)``, both called
-    synchronously from the read loop."""
+    """nats-py's client with the reply inbox short-circuited: once ``watch_inbox`` names it, PubAcks
+    go to ``on_puback(token, seq, duplicate, stream)`` from the parser and other messages on it to
+    ``on_reply(token, data, headers)``, both called synchronously from the read loop."""
 
     reply_sid = -1
-    on_reply: Callable[[bytes, bytes, bytes], None]
+    _prefix_len = 0
+    _on_reply: Callable[[int, bytes, bytes], None]
 
     def __init__(self) -> None:
         super().__init__()
         self._ps: InboxParser = InboxParser(self)
 
     def watch_inbox(
-        self, prefix: bytes, sid: int, on_puback: Callable[[int, int, bool, bytes], None]
+        self,
+        prefix: bytes,
+        sid: int,
+        on_puback: Callable[[int, int, bool, bytes], None],
+        on_reply: Callable[[int, bytes, bytes], None],
     ) -> None:
         self.reply_sid = sid
+        self._prefix_len = len(prefix)
+        self._on_reply = on_reply
         self._ps.puback = puback_frame(prefix, sid)
         self._ps.on_puback = on_puback
 
     async def _process_msg(self, sid: int, subject: bytes, reply: bytes, data: bytes, headers: bytes) -> None:
         if sid == self.reply_sid:
-            self.on_reply(subject, data, headers)
+            try:
+                token = int(subject[self._prefix_len :])
+            except ValueError:
+                return  # not a reply subject we made
+            self._on_reply(token, data, headers)
             return
         await super()._process_msg(sid, subject, reply, data, headers)

@@ -166,8 +166,7 @@ class JetStreamSink:
         self._on_fail = on_fail
 
         self._nc: NatsClient | None = None
-        self._prefix = ""
-        self._plen = 0
+        self._prefix_bytes = b""  # the reply inbox of this connection, b"_INBOX.<nuid>."
         self._tokens = itertools.count(1)
         self._inflight: dict[int, Envelope] = {}  # token → publish, in send order
         self._outbox: list[bytes] = []  # staged frames not yet handed to nats-py
@@ -218,7 +217,6 @@ class JetStreamSink:
             self._last_error = exc
 
         nc = InboxClient()
-        nc.on_reply = self._on_reply
         try:
             await nc.connect(
                 **self._options,
@@ -234,12 +232,11 @@ class JetStreamSink:
             await _quiet_close(nc)
             raise self._translate(exc) from exc
         self._nc = nc
-        self._prefix = f"_INBOX.{nc._nuid.next().decode()}."
-        self._prefix_bytes = self._prefix.encode()
-        self._plen = len(self._prefix)
+        prefix = f"_INBOX.{nc._nuid.next().decode()}."
+        self._prefix_bytes = prefix.encode()
         try:
-            sub = await nc.subscribe(self._prefix + "*")
-            nc.watch_inbox(self._prefix_bytes, sub._id, self._on_puback)
+            sub = await nc.subscribe(prefix + "*")
+            nc.watch_inbox(self._prefix_bytes, sub._id, self._on_puback, self._on_reply)
             await nc.flush(timeout=5)
         except Exception as exc:  # closed right after connecting (a refused client certificate, ...)
             self._nc = None
@@ -424,12 +421,8 @@ class JetStreamSink:
         item.lane.outstanding -= 1
         self._ack(item, seq, duplicate, stream)
 
-    def _on_reply(self, subject: bytes, data: bytes, headers: bytes) -> None:
+    def _on_reply(self, token: int, data: bytes, headers: bytes) -> None:
         """Any other reply on the inbox: status headers, errors, PubAcks with fields we do not know."""
-        try:
-            token = int(subject[self._plen :])
-        except ValueError:
-            return
         item = self._inflight.pop(token, None)
         if item is None:
             return  # late: timed out and re-sent, or its lane was dropped
