@@ -190,3 +190,23 @@ def test_a_reset_during_a_dispatch_drops_the_stale_bytes() -> None:
     asyncio.run(parser.parse(b"PING\r\n" + ack(1, b'{"stream":"S","seq":1}')))
     assert nc.events == [("ping",)]
     assert parser.buf == b""
+
+
+def test_the_client_hands_other_inbox_replies_over_with_their_token() -> None:
+    from bridge.inbox import InboxClient
+
+    replies: list[tuple[int, bytes, bytes]] = []
+
+    async def scenario() -> None:
+        client = InboxClient()
+        client.watch_inbox(
+            PREFIX, SID, lambda *a: pytest.fail(f"fast path took {a}"), lambda *a: replies.append(a)
+        )
+        status = b"NATS/1.0 503\r\n\r\n"
+        await client._process_msg(SID, PREFIX + b"12", b"", b"", status)
+        await client._process_msg(SID, PREFIX + b"not-a-token", b"", b"x", b"")  # not ours: ignored
+        await client._process_msg(SID + 1, PREFIX + b"13", b"", b"y", b"")  # another subscription
+        assert client._ps.puback.pattern.startswith(b"MSG " + PREFIX.replace(b".", b"\\."))
+
+    asyncio.run(scenario())
+    assert replies == [(12, b"", b"NATS/1.0 503\r\n\r\n")]
