@@ -217,6 +217,7 @@ def _summary_json(result: RunResult) -> dict[str, Any]:
                 "start": r.start,
                 "end": r.end,
                 "committed": r.committed,
+                "undelivered": r.undelivered,
                 "stopped": r.stopped or None,
             }
             for r in result.reports
@@ -239,12 +240,14 @@ def _print_summary(result: RunResult) -> None:
         "last seq",
         "dups",
         "committed",
+        "undelivered",
     ):
         table.add_column(col, justify="right" if col not in ("partition", "stream") else "left")
     for r in result.reports:
         table.add_row(
             f"{r.topic}/{r.partition}", f"{r.records:,}", _s(r.first_offset), _s(r.last_offset),
             r.stream or "-", _s(r.first_seq), _s(r.last_seq), f"{r.duplicates:,}", _s(r.committed),
+            f"{r.undelivered:,}",
         )  # fmt: skip
     Console(file=sys.stdout, width=140).print(table)
     for stopped in result.stopped:

@@ -474,7 +474,8 @@ class StreamSection(_Model):
 class BridgeSection(_Model):
     """Extensions beyond Redpanda Connect (documented in the README as such)."""
 
-    msg_id: str = '${! meta("kafka_topic") }-${! meta("kafka_partition") }-${! meta("kafka_offset") }'
+    # None: the record's identity, [<topic ID>:]<topic>-<partition>-<offset> (bridge.router.record_id)
+    msg_id: str | None = None
     ack_timeout: Duration = 10.0
     retry_timeout: Duration = 300.0  # 0 = retry a failing partition forever
     revoke_timeout: Duration = 10.0
@@ -661,9 +662,10 @@ def kafka_settings(section: InputSection) -> KafkaSettings:
 class Templates:
     subject: Template
     headers: tuple[tuple[str, Template], ...]
-    msg_id: Template | None
+    msg_id: Template | None  # None: the built-in record identity when record_id, else no Nats-Msg-Id
     dead_letter_subject: Template | None
     tracing: TracingMap | None = None  # inject_tracing_map, recognized (bridge.tracing)
+    record_id: bool = True  # bridge.msg_id unset: Nats-Msg-Id is the record's identity
 
 
 @dataclass(frozen=True, slots=True)
@@ -921,7 +923,12 @@ def parse(text: str, source: str = "<config>", environ: Mapping[str, str] | None
         raise ConfigError(problems, source)
     assert subject is not None
     templates = Templates(
-        subject=subject, headers=tuple(headers), msg_id=msg_id, dead_letter_subject=dead, tracing=tracing
+        subject=subject,
+        headers=tuple(headers),
+        msg_id=msg_id,
+        dead_letter_subject=dead,
+        tracing=tracing,
+        record_id=config.bridge.msg_id is None,
     )
     return Loaded(
         config=config, kafka=kafka, templates=templates, source=source, lines=lines,

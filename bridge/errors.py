@@ -20,7 +20,10 @@ BridgeError
 │   └── JetStreamError     the stream answered with an API error
 ├── RecordError            a record that can never be published (bad subject, too large, ...)
 ├── PartitionStopped       a partition stopped on a RecordError without a dead-letter route
-└── DeliveryFailed         a partition could not deliver within its retry budget
+├── DeliveryFailed         a partition could not deliver within its retry budget
+├── LogRewound             a partition's log went back under the bridge (the topic was deleted and
+│                          created again, or truncated): nothing of it is committed from then on
+└── BackfillIncomplete     a backfill ended with records up to its end offsets not delivered
 ```
 
 Exit codes (``ExitCode``) map these to the CLI's contract.
@@ -199,3 +202,30 @@ class ReconnectsExhausted(NatsUnavailable):
             servers,
             f"connection lost; gave up after {attempts} reconnection attempts (max_reconnects): {reason}",
         )
+
+
+class LogRewound(BridgeError):
+    """A partition held by this run now holds other records at the offsets the run read: the topic was
+    deleted and created again under the same name (its topic ID changed), or its log was truncated. The
+    run stops without committing anything more for the partition; the next run reads the new log from
+    its ``start_offset`` with the new topic ID in every ``Nats-Msg-Id``."""
+
+    def __init__(self, topic: str, partition: int, detail: str) -> None:
+        self.topic = topic
+        self.partition = partition
+        self.detail = detail
+        super().__init__(
+            f"partition {topic}/{partition}: {detail}; nothing more is committed for it: "
+            "run the bridge again to read the new log from start_offset"
+        )
+
+
+class BackfillIncomplete(BridgeError):
+    """Records up to a backfill's end offsets were neither stored, acknowledged as duplicates nor
+    dead-lettered when it ended."""
+
+    def __init__(self, undelivered: dict[str, int]) -> None:
+        self.undelivered = undelivered
+        total = sum(undelivered.values())
+        parts = ", ".join(f"{name}: {n:,}" for name, n in sorted(undelivered.items()))
+        super().__init__(f"backfill incomplete: {total:,} records not delivered ({parts})")

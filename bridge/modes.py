@@ -137,6 +137,9 @@ class Backfill:
             return False
         return all(ledger.stopped or self.partition_done(tp, ledger, source) for tp, ledger in ledgers)
 
-    def planned(self, tp: TopicPartition) -> tuple[int, int | None] | None:
+    def planned(self, tp: TopicPartition) -> tuple[int, int] | None:
+        """(start, end) of a partition: the end as frozen by the first fetch, ListOffsets' until then."""
         bounds = self.bounds.get(tp)
-        return None if bounds is None else (bounds.start, bounds.end)
+        if bounds is None:
+            return None
+        return bounds.start, bounds.listed_end if bounds.end is None else bounds.end

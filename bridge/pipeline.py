@@ -35,7 +35,15 @@ from aiokafka import TopicPartition
 
 from bridge.checkpoint import Checkpointer, Ledger
 from bridge.config import Loaded
-from bridge.errors import BridgeError, ExitCode, PartitionStopped, RecordError, TopicNotFound
+from bridge.errors import (
+    BackfillIncomplete,
+    BridgeError,
+    ExitCode,
+    LogRewound,
+    PartitionStopped,
+    RecordError,
+    TopicNotFound,
+)
 from bridge.message import Message
 from bridge.modes import Mode
 from bridge.natsopts import connect_options
@@ -65,6 +73,7 @@ class PartitionReport:
     start: int | None = None
     end: int | None = None
     committed: int | None = None
+    undelivered: int = 0  # backfill: records below the end offset neither stored nor dead-lettered
     stopped: str = ""
 
 
@@ -100,6 +109,7 @@ class _Part:
     lane: Lane
     report: PartitionReport
     route: PartitionRoute | None = None  # the hot-path route when the config allows one
+    topic_id: str = ""  # the ID of the topic incarnation this assignment reads ("" when unknown)
     preparing: bool = False  # assigned, not yet placed by the mode: paused, records not taken
     revoking: bool = False
 
@@ -148,6 +158,7 @@ class Pipeline:
         self._parts: dict[TopicPartition, _Part] = {}
         self._reports: dict[TopicPartition, PartitionReport] = {}
         self._stopped: list[PartitionStopped] = []
+        self._failed: asyncio.Future[None] | None = None  # set by run(): a fatal error outside the sink
         self.sink: JetStreamSink | None = None
         self.source: KafkaSource | None = None
         self.router: Router | None = None
@@ -224,18 +235,33 @@ class Pipeline:
     # ------------------------------------------------------------------ rebalance hooks
 
     async def partitions_assigned(self, tps: set[TopicPartition]) -> None:
-        """New partitions: paused (before any await, so no record of theirs is handed out) while the mode
-        places them (seek to earliest / a timestamp, end offsets) and their ledgers learn the start."""
-        assert self.sink is not None and self.source is not None
+        """New partitions: paused (before any await, so no record of theirs is handed out) while their topic
+        IDs are read (part of every default ``Nats-Msg-Id``), the mode places them (seek to earliest / a
+        timestamp, end offsets) and their ledgers learn the start."""
+        try:
+            await self._assign(tps)
+        except BridgeError as exc:  # raised into aiokafka's rebalance listener it would only be logged
+            self._fail(exc)
+
+    async def _assign(self, tps: set[TopicPartition]) -> None:
+        assert self.sink is not None and self.source is not None and self.router is not None
         for tp in tps:
             ledger = self.checkpointer.assign(tp)
             report = self._reports.get(tp)
             if report is None:
                 report = self._reports[tp] = PartitionReport(tp.topic, tp.partition)
             lane = self.sink.lane(f"{tp.topic}/{tp.partition}")
-            route = self.router.for_partition(tp.topic, tp.partition) if self.router is not None else None
-            self._parts[tp] = _Part(tp, ledger, lane, report, route=route, preparing=True)
+            self._parts[tp] = _Part(tp, ledger, lane, report, preparing=True)
         self.source.set_paused(self._paused(False))
+        ids = await self.source.topic_ids({tp.topic for tp in tps})
+        for topic, topic_id in ids.items():
+            self.router.set_topic_id(topic, topic_id)
+        for tp in tps:
+            part = self._parts.get(tp)
+            if part is not None:
+                part.topic_id = ids.get(tp.topic, "")
+                part.route = self.router.for_partition(tp.topic, tp.partition)
+        await self._skip_commits_of_other_incarnations(tps)
         await self.mode.on_assigned(self.source, sorted(tps))
         planned = getattr(self.mode, "planned", None)
         for tp in tps:
@@ -252,6 +278,24 @@ class Pipeline:
             part.preparing = False
         self.assigned_once = True
         log.info("partitions_assigned", partitions=_names(tps))
+
+    async def _skip_commits_of_other_incarnations(self, tps: set[TopicPartition]) -> None:
+        """A committed offset made for another topic ID (an earlier incarnation of a topic deleted and created
+        again, on a broker that kept the group's offsets) says nothing about the new log: such partitions
+        start where ``start_offset`` says, as if nothing were committed."""
+        assert self.source is not None
+        committed_for = await self.source.committed_topic_ids(sorted(tps))
+        stale = [
+            tp for tp, topic_id in committed_for.items()
+            if (part := self._parts.get(tp)) is not None and part.topic_id and topic_id != part.topic_id
+        ]  # fmt: skip
+        if not stale:
+            return
+        log.warning(
+            "commit_of_earlier_topic_ignored", partitions=_names(stale),
+            note="the topic was created again since that commit: reading from start_offset",
+        )  # fmt: skip
+        await self.source.reset_to_start(stale)
 
     async def partitions_revoked(self, tps: set[TopicPartition]) -> None:
         assert self.sink is not None and self.source is not None
@@ -282,12 +326,68 @@ class Pipeline:
 
     # ------------------------------------------------------------------ commits
 
+    async def _same_topics(self, offsets: dict[TopicPartition, int]) -> dict[TopicPartition, int]:
+        """``offsets`` less those of partitions whose topic is not the one their records were read from any
+        more: deleted (nothing to commit to) or created again (its offsets are another log's: committing
+        one would skip records of the new log). A partition still held when its topic was created again
+        is retired and the run fails (``LogRewound``): records of the new log may have been published
+        with the old topic ID, and only a fresh assignment reads it from its start."""
+        assert self.source is not None
+        try:
+            now = await self.source.topic_ids({tp.topic for tp in offsets})
+        except BridgeError as exc:
+            log.warning("commit_skipped", reason=f"topic IDs unavailable: {exc}", partitions=len(offsets))
+            return {}
+        safe: dict[TopicPartition, int] = {}
+        for tp, offset in offsets.items():
+            part = self._parts.get(tp)
+            current = now.get(tp.topic, "")
+            if part is None or current == part.topic_id:
+                safe[tp] = offset
+            elif not current:
+                log.warning("commit_skipped", reason="topic deleted", partition=f"{tp.topic}/{tp.partition}")
+            elif part.revoking:
+                log.warning(
+                    "commit_skipped", reason="topic created again", partition=f"{tp.topic}/{tp.partition}",
+                    topic_id=current, read_from=part.topic_id,
+                )  # fmt: skip
+            else:
+                self._rewound(
+                    part, f"the topic was deleted and created again (topic ID {part.topic_id} → {current})"
+                )
+        return safe
+
+    def _rewound(self, part: _Part, detail: str) -> None:
+        """Retire a partition whose log is not the one it was reading: nothing more of it is committed, its
+        records are not taken, and the run fails."""
+        if part.ledger.stopped and part.ledger.revoked:
+            return
+        part.ledger.stopped = True
+        self.checkpointer.revoke(part.tp)  # its acks are ignored and it is never committed again
+        error = LogRewound(part.tp.topic, part.tp.partition, detail)
+        part.report.stopped = str(error)
+        log.error("log_rewound", topic=part.tp.topic, partition=part.tp.partition, detail=detail)
+        self._fail(error)
+
+    def _fail(self, error: BaseException) -> None:
+        """End the run with ``error`` (once): the fetch loop stops, what is safe is committed."""
+        if self._failed is not None and not self._failed.done():
+            self._failed.set_exception(error)
+
+    async def _wait_failed(self) -> None:
+        assert self._failed is not None
+        await self._failed
+
     async def _commit(self, offsets: dict[TopicPartition, int], reason: str) -> None:
         assert self.source is not None
         if not self.source.has_group:
             return
+        offsets = await self._same_topics(offsets)
+        if not offsets:
+            return
         started = time.monotonic()
-        if await self.source.commit(offsets):
+        topic_ids = {tp.topic: part.topic_id for tp in offsets if (part := self._parts.get(tp)) is not None}
+        if await self.source.commit(offsets, topic_ids):
             self._last_commit_ok = time.monotonic()
             self.commit_seconds += self._last_commit_ok - started
             self.checkpointer.mark_committed(dict(offsets))
@@ -370,6 +470,9 @@ class Pipeline:
             ledger = part.ledger
             if part.revoking or ledger.stopped:
                 continue  # not ours any more, or stopped: whoever reads next starts at the commit
+            if ledger.position is not None and records[0].offset < ledger.position:
+                await self._log_went_back(part, ledger.position, records[0].offset)
+                continue
             complete = True
             limit = self.mode.limit(tp, source)
             if limit is not None and records[-1].offset >= limit:
@@ -402,6 +505,21 @@ class Pipeline:
             if complete and records:
                 ledger.advance(await source.position(tp))
         await sink.flush()
+
+    async def _log_went_back(self, part: _Part, expected: int, got: int) -> None:
+        """The consumer handed out offset ``got`` after the ones before ``expected``: the log was reset
+        under us (aiokafka resets a position that is out of range), so it is not the log we were reading."""
+        assert self.source is not None
+        went = f"its offsets went back from {expected} to {got}"
+        try:
+            current = (await self.source.topic_ids({part.tp.topic})).get(part.tp.topic, "")
+        except BridgeError:
+            current = ""
+        if current and current != part.topic_id:
+            detail = f"the topic was deleted and created again (topic ID {part.topic_id} → {current}): {went}"
+        else:
+            detail = f"{went} (the topic was deleted and created again, or its log truncated)"
+        self._rewound(part, detail)
 
     def _dead_letter_envelope(self, part: _Part, msg: Message, error: RecordError) -> Any:
         assert self.router is not None
@@ -473,6 +591,7 @@ class Pipeline:
             on_fail=self._on_fail,
         )
         error: BaseException | None = None
+        self._failed = asyncio.get_running_loop().create_future()
         try:
             await sink.start()
             self.router = Router(self.loaded.templates, self.out.metadata, sink.max_payload)
@@ -487,14 +606,18 @@ class Pipeline:
             log.info("run_started", mode=self.mode.name, max_in_flight=self.out.max_in_flight)
             try:
                 async with asyncio.TaskGroup() as tg:
-                    watcher = tg.create_task(sink.wait_failed())
+                    watchers = [tg.create_task(sink.wait_failed()), tg.create_task(self._wait_failed())]
                     committer = tg.create_task(self._commit_loop())
                     await self._fetch_loop(stop)
-                    await self._drain()
+                    await self._drain(stop)
                     committer.cancel()
-                    watcher.cancel()
+                    for watcher in watchers:
+                        watcher.cancel()
             except* BridgeError as group:
                 error = group.exceptions[0]
+            incomplete = self._incomplete()  # counts what a backfill did not deliver, whatever ended it
+            if error is None:
+                error = incomplete
         except BridgeError as exc:
             error = exc
         finally:
@@ -507,15 +630,46 @@ class Pipeline:
             elapsed=time.monotonic() - started, stats=sink.statistics(),
         )  # fmt: skip
 
-    async def _drain(self) -> None:
-        """Stop fetching (the loop has returned) and wait, within the shutdown budget, for the acks."""
+    async def _drain(self, stop: asyncio.Event) -> None:
+        """Stop fetching (the loop has returned) and wait for the acks: within the shutdown budget after a
+        signal; a backfill that reached its end offsets waits until everything is acknowledged (a failing
+        publish is bounded by ``bridge.retry_timeout``) or a signal comes."""
         assert self.sink is not None
-        budget = self.config.shutdown_timeout
+        budget = self.config.shutdown_timeout * 0.75
+        if not stop.is_set() and self.mode.name == "backfill":
+            drained = asyncio.ensure_future(self.sink.wait_drained())
+            stopped = asyncio.ensure_future(stop.wait())
+            try:
+                await asyncio.wait({drained, stopped}, return_when=asyncio.FIRST_COMPLETED)
+            finally:
+                stopped.cancel()
+                drained.cancel()
+            if self.sink.in_flight == 0:
+                return
         try:
-            async with asyncio.timeout(budget * 0.75):
+            async with asyncio.timeout(budget):
                 await self.sink.wait_drained()
         except TimeoutError:
-            log.warning("drain_timeout", in_flight=self.sink.in_flight, seconds=budget * 0.75)
+            log.warning("drain_timeout", in_flight=self.sink.in_flight, seconds=budget)
+
+    def _incomplete(self) -> BridgeError | None:
+        """A backfill that ended (no error) with records up to its end offsets not delivered: the count per
+        partition goes into its report, and the run fails."""
+        planned = getattr(self.mode, "planned", None)
+        if planned is None:
+            return None
+        missing: dict[str, int] = {}
+        for tp, part in self._parts.items():
+            bounds = planned(tp)
+            if bounds is None or bounds[1] is None or part.ledger.stopped:
+                continue
+            start, end = bounds
+            position = part.ledger.position if part.ledger.position is not None else start
+            undelivered = part.ledger.outstanding + max(end - position, 0)
+            part.report.undelivered = undelivered
+            if undelivered:
+                missing[f"{tp.topic}/{tp.partition}"] = undelivered
+        return BackfillIncomplete(missing) if missing else None
 
     async def _shutdown(self) -> None:
         """Commit what is safe, leave the group, close NATS: every step bounded."""

@@ -9,8 +9,12 @@ Owns the output mapping of the ``nats_jetstream`` fields ``subject``, ``headers`
    regular expressions), in metadata order. A metadata key whose name starts with ``Nats-``
    (any case) would change server behaviour (``Nats-Msg-Id``, ``Nats-Expected-*``, ``Nats-TTL``...),
    so it is passed as ``Kafka-Header-<name>`` instead; configured headers may set ``Nats-*`` on purpose;
-3. last ``Nats-Msg-Id`` from ``bridge.msg_id`` (default ``<topic>-<partition>-<offset>``), unless
-   the configured headers already set one or ``msg_id`` is empty.
+3. last ``Nats-Msg-Id``: by default the record's identity (``record_id``:
+   ``<topic ID>:<topic>-<partition>-<offset>``, or ``<topic>-<partition>-<offset>`` where the broker
+   reports no topic IDs), else ``bridge.msg_id`` rendered; none when the configured headers already set
+   one or ``msg_id`` is empty. The topic ID tells a recreated topic's records (offsets from 0 again)
+   from the old ones, so JetStream does not drop them as duplicates; the pipeline sets it per topic
+   with ``set_topic_id`` when it is assigned the topic's partitions.
 
 A record that can never be published raises ``RecordError``: the subject renders invalid, an
 interpolation fails, a header name is illegal, or headers plus payload exceed the server's
@@ -19,7 +23,7 @@ interpolation fails, a header name is illegal, or headers plus payload exceed th
 
 Hot path: when the mapping depends on nothing but the topic and partition — subject from
 ``kafka_topic`` / ``kafka_partition`` (or static), static configured headers, no metadata filter, the
-default (or no) ``msg_id``, no ``inject_tracing_map`` — ``for_partition()`` returns a
+built-in (or no) ``msg_id``, no ``inject_tracing_map`` — ``for_partition()`` returns a
 ``PartitionRoute`` that has everything but the offset and the payload pre-encoded; a record whose
 headers shadow a ``kafka_*`` key takes the general path. Both paths produce the same bytes (the unit
 tests compare them). Pure module.
@@ -46,13 +50,34 @@ from bridge.wire import (
     subject_problem,
 )
 
-DEFAULT_MSG_ID = '${! meta("kafka_topic") }-${! meta("kafka_partition") }-${! meta("kafka_offset") }'
 RENAMED_PREFIX = "Kafka-Header-"
 _SUBJECT_CACHE_MAX = 4096
 _NO_MESSAGE = Message("", 0, 0, None, None, 0)  # static templates render without a message
 
 
 _SHADOWED = frozenset({"kafka_topic", "kafka_partition", "kafka_offset"})
+
+
+def record_id(topic_id: str, topic: str, partition: int, offset: int | str) -> str:
+    """A record's identity, the default ``Nats-Msg-Id``: ``<topic ID>:<topic>-<partition>-<offset>`` (Kafka
+    writes a partition of a topic with an ID as ``<topic ID>:<topic>-<partition>``), or
+    ``<topic>-<partition>-<offset>`` when the topic ID is unknown (``""``)."""
+    if topic_id:
+        return f"{topic_id}:{topic}-{partition}-{offset}"
+    return f"{topic}-{partition}-{offset}"
+
+
+def parse_record_id(msg_id: str) -> tuple[str, str, int, int] | None:
+    """``record_id``'s inverse: (topic ID or "", topic, partition, offset), None when ``msg_id`` is not one.
+    Topic names cannot hold ``:`` and topic IDs (URL-safe base64) cannot either."""
+    topic_id, _, rest = msg_id.rpartition(":")
+    parts = rest.rsplit("-", 2)
+    if len(parts) != 3 or not parts[0]:
+        return None
+    topic, partition, offset = parts
+    if not (partition.isdecimal() and offset.isdecimal() and partition.isascii() and offset.isascii()):
+        return None
+    return topic_id, topic, int(partition), int(offset)
 
 
 def msg_id_of(pre: bytes) -> str:
@@ -186,8 +211,10 @@ class Router:
         self._static_only = all(isinstance(part, bytes) for part in self._configured)
         self._static_lines = b"".join(p for p in self._configured if isinstance(p, bytes))
         configured = {k.lower() for k, _ in templates.headers}
-        self._msg_id: Template | None = None if "nats-msg-id" in configured else templates.msg_id
-        self._fast_msg_id = self._msg_id is not None and self._msg_id.source == DEFAULT_MSG_ID
+        own_id = "nats-msg-id" in configured  # the configured headers set it: obeyed, nothing added
+        self._msg_id: Template | None = None if own_id else templates.msg_id
+        self._record_id = templates.record_id and not own_id  # the built-in identity (record_id)
+        self._topic_ids: dict[str, str] = {}  # topic → its ID (set_topic_id), "" when unknown
         self._subject_cache: dict[tuple[str | None, ...], tuple[str, bytes]] = {}
         self._subject_keys = templates.subject.meta_keys
 
@@ -225,11 +252,12 @@ class Router:
         return name
 
     def _msg_id_for(self, msg: Message) -> str:
-        if self._fast_msg_id:
+        if self._record_id:
             # The default id is the record's own coordinates, never metadata a record header could shadow:
             # two records must never share an id (JetStream would drop the second as a duplicate).
-            return f"{msg.topic}-{msg.partition}-{msg.offset}"
-        assert self._msg_id is not None
+            return record_id(self._topic_ids.get(msg.topic, ""), msg.topic, msg.partition, msg.offset)
+        if self._msg_id is None:
+            return ""
         return clean_header_value(self._msg_id.render(msg))
 
     def _headers(self, msg: Message, msg_id: str) -> bytes:
@@ -261,6 +289,19 @@ class Router:
 
     # -- public ------------------------------------------------------------------------------
 
+    def set_topic_id(self, topic: str, topic_id: str) -> None:
+        """The ID of ``topic``'s incarnation (``""``: unknown): part of the default ``Nats-Msg-Id``."""
+        self._topic_ids[topic] = topic_id
+
+    @property
+    def ids_records(self) -> bool:
+        """Whether ``Nats-Msg-Id`` is the built-in record identity (which carries the topic ID)."""
+        return self._record_id
+
+    @property
+    def sends_msg_id(self) -> bool:
+        return self._record_id or self._msg_id is not None
+
     def for_partition(self, topic: str, partition: int) -> PartitionRoute | None:
         """The hot-path route of one partition, or None when this config needs the general path."""
         keys = self._subject_keys
@@ -269,7 +310,7 @@ class Router:
             or not keys <= {"kafka_topic", "kafka_partition"}
             or not self._static_only
             or self._wants_metadata
-            or (self._msg_id is not None and not self._fast_msg_id)
+            or self._msg_id is not None
             or self._inject is not None
         ):
             return None
@@ -277,7 +318,9 @@ class Router:
         subject = self._subject.render(probe)
         if subject_problem(subject):
             return None  # the general path raises the record error with its reason
-        id_prefix = f"{topic}-{partition}-" if self._msg_id is not None else None
+        id_prefix = (
+            record_id(self._topic_ids.get(topic, ""), topic, partition, "") if self._record_id else None
+        )
         return PartitionRoute(subject, self._static_lines, id_prefix, self.max_payload)
 
     def route(self, msg: Message) -> Envelope:
@@ -285,7 +328,7 @@ class Router:
         if self._inject is not None:
             self._inject(msg)
         subject, head = self._subject_for(msg, self._subject)
-        msg_id = self._msg_id_for(msg) if self._msg_id is not None else ""
+        msg_id = self._msg_id_for(msg)
         headers = self._headers(msg, msg_id)
         payload = msg.content()
         size = len(headers) + len(payload)
@@ -302,7 +345,7 @@ class Router:
         when it is what is too large) with headers naming the reason and the source record."""
         assert self._dead_subject is not None
         subject, head = self._subject_for(msg, self._dead_subject)
-        msg_id = f"{msg.topic}-{msg.partition}-{msg.offset}"
+        msg_id = record_id(self._topic_ids.get(msg.topic, ""), msg.topic, msg.partition, msg.offset)
         pairs = [
             ("Bridge-Error", error.reason),
             ("Bridge-Error-Kind", error.kind),

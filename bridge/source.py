@@ -32,14 +32,15 @@ from aiokafka.errors import (
     IllegalStateError,
     KafkaConnectionError,
     KafkaError,
+    OffsetOutOfRangeError,
     SaslAuthenticationFailed,
     TopicAuthorizationFailedError,
     UnsupportedSaslMechanismError,
 )
 
-from bridge import retry
+from bridge import kafkaproto, retry
 from bridge.config import KafkaSettings
-from bridge.errors import AuthError, BridgeError, KafkaUnavailable
+from bridge.errors import AuthError, BridgeError, KafkaUnavailable, LogRewound
 from bridge.natsopts import ssl_context
 
 log = structlog.get_logger("bridge.source")
@@ -105,6 +106,7 @@ class _BootstrapCauses(logging.Filter):
 
 _BOOTSTRAP = _BootstrapCauses()
 logging.getLogger("aiokafka").addFilter(_BOOTSTRAP)  # aiokafka.client logs as "aiokafka"
+kafkaproto.install()  # the bridge never creates topics (bridge.kafkaproto)
 
 
 class KafkaSource:
@@ -228,6 +230,13 @@ class KafkaSource:
             raise self._translate(exc) from exc
         return [t for t in self.settings.topics if t not in existing]
 
+    async def topic_ids(self, topics: Iterable[str]) -> dict[str, str]:
+        """Each topic's ID, ``""`` when it does not exist (any more) or the broker reports none."""
+        try:
+            return await kafkaproto.topic_ids(self._consumer._client, sorted(set(topics)))
+        except KafkaError as exc:
+            raise self._translate(exc) from exc
+
     async def _start_once(self) -> None:
         consumer = AIOKafkaConsumer(**self._consumer_options())
         try:
@@ -261,6 +270,18 @@ class KafkaSource:
             result: dict[TopicPartition, list[Any]] = await self._consumer.getmany(
                 timeout_ms=int(wait * 1000), max_records=max_records
             )
+        except OffsetOutOfRangeError as exc:
+            # start_offset: committed (no reset policy) and a committed offset past the end of the log
+            tp, offset = (
+                next(iter(exc.args[0].items())) if exc.args and isinstance(exc.args[0], dict) else (None, 0)
+            )
+            if tp is None:
+                raise self._translate(exc) from exc
+            raise LogRewound(
+                tp.topic, tp.partition,
+                f"offset {offset} is past the end of its log (the topic was deleted and created again, "
+                "or truncated)",
+            ) from exc  # fmt: skip
         except KafkaError as exc:
             raise self._translate(exc) from exc
         return result
@@ -288,6 +309,21 @@ class KafkaSource:
             self._consumer.resume(*resumed)
         self._paused = wanted
 
+    async def reset_to_start(self, tps: Sequence[TopicPartition]) -> None:
+        """Place partitions where ``start_offset`` says, as if the group had committed nothing for them."""
+        policy = self.settings.start_offset
+        if policy == "earliest":
+            await self._consumer.seek_to_beginning(*tps)
+        elif policy == "latest":
+            await self._consumer.seek_to_end(*tps)
+        else:
+            tp = tps[0]
+            raise LogRewound(
+                tp.topic, tp.partition,
+                "its committed offset was made for an earlier topic of the same name, and start_offset: "
+                "committed has no other place to start",
+            )  # fmt: skip
+
     def seek(self, tp: TopicPartition, offset: int) -> None:
         self._consumer.seek(tp, offset)
 
@@ -311,20 +347,41 @@ class KafkaSource:
         value: int | None = await self._consumer.committed(tp)
         return value
 
+    async def committed_topic_ids(self, tps: Sequence[TopicPartition]) -> dict[TopicPartition, str]:
+        """The topic ID each partition's committed offset was committed for (``commit(..., topic_ids)``);
+        partitions without a commit, or committed by another tool, are left out."""
+        if not self.has_group or not tps:
+            return {}
+        try:
+            found = await kafkaproto.committed_metadata(self._consumer, list(tps))
+        except KafkaError as exc:
+            raise self._translate(exc) from exc
+        out: dict[TopicPartition, str] = {}
+        for tp, metadata in found.items():
+            topic_id = kafkaproto.topic_id_of_commit(metadata)
+            if topic_id is not None:
+                out[tp] = topic_id
+        return out
+
     @property
     def has_group(self) -> bool:
         return bool(self.settings.group)
 
-    async def commit(self, offsets: dict[TopicPartition, int]) -> bool:
-        """Commit explicit offsets (the next offset to read). False when the group is rebalancing or the
-        partitions are no longer ours: the revocation hook has committed what was safe."""
+    async def commit(
+        self, offsets: dict[TopicPartition, int], topic_ids: dict[str, str] | None = None
+    ) -> bool:
+        """Commit explicit offsets (the next offset to read), each with the ID of the topic it was read
+        from (``topic_ids``) as its commit metadata. False when the group is rebalancing or the partitions
+        are no longer ours: the revocation hook has committed what was safe."""
         if not offsets or not self.has_group:
             return True
+        ids = topic_ids or {}
+        payload = {tp: (o, kafkaproto.commit_metadata(ids.get(tp.topic, ""))) for tp, o in offsets.items()}
         try:
             async for attempt in retry.kafka_commit():
                 with attempt:
                     try:
-                        await self._consumer.commit(offsets)
+                        await self._consumer.commit(payload)
                     except KafkaConnectionError as exc:
                         raise KafkaUnavailable(self.brokers, str(exc)) from exc
         except (CommitFailedError, IllegalStateError) as exc:

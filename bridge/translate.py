@@ -17,7 +17,8 @@ Statuses, per partition:
 - ``no-commit``: the group has no committed offset for the partition.
 
 Exit 0 only when every partition is ``ok`` or ``at-end``. Stream messages are mapped back to their
-records as ``verify`` does (``kafka_*`` headers, else ``Nats-Msg-Id``), reading headers only.
+records as ``verify`` does (``kafka_*`` headers, else ``Nats-Msg-Id``), reading headers only; messages
+whose default ``Nats-Msg-Id`` names an earlier topic of the same name (another topic ID) are skipped.
 """
 
 from __future__ import annotations
@@ -194,6 +195,7 @@ async def translate(loaded: Loaded, group: str, stream: str | None = None) -> Tr
         if info is None:
             raise VerifyError(f"no stream named {name!r}")
         tps = await reader.partitions()
+        topic_ids = await reader.topic_ids({tp.topic for tp in tps})
         index: dict[TopicPartition, _Index] = {tp: _Index() for tp in tps}
         last_seq = 0
         async for msg in read_stream(nc, name, headers_only=True):
@@ -201,6 +203,8 @@ async def translate(loaded: Loaded, group: str, stream: str | None = None) -> Tr
             where = projection.locate(msg.headers)
             if where is None or where.dead:
                 continue
+            if where.topic_id and topic_ids.get(where.topic) and where.topic_id != topic_ids[where.topic]:
+                continue  # a message of an earlier topic of the same name: its offsets are another log's
             idx = index.get(TopicPartition(where.topic, where.partition))
             if idx is not None:
                 idx.entries.append((where.offset, msg.seq, msg.subject))

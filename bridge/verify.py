@@ -12,9 +12,11 @@ transaction markers leave gaps.
 **Stream side.** Every message up to the last sequence at start, through an ephemeral pull consumer
 (no acks), mapped back to its record by the ``kafka_topic`` / ``kafka_partition`` / ``kafka_offset``
 headers when the config's ``metadata`` filter sends them, else by ``Nats-Msg-Id``
-(``<topic>-<partition>-<offset>``, the default ``bridge.msg_id``). A config with neither cannot be
+(``[<topic ID>:]<topic>-<partition>-<offset>``, the default). A config with neither cannot be
 verified (exit 2). Dead-letter messages (``Bridge-Error`` header) are mapped by their ``Kafka-*``
-headers and reported as dead-lettered. Messages of other topics are counted as "other".
+headers and reported as dead-lettered. Messages of other topics are counted as "other"; messages whose
+default ``Nats-Msg-Id`` names another topic ID (an earlier topic of the same name, deleted and
+created again) are counted as "earlier" and not compared.
 
 **Compared, per partition.** Each record is reduced to a digest (BLAKE2b-128) of
 
@@ -49,10 +51,11 @@ from nats.aio.client import Client as NatsClient
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 from nats.js.errors import NotFoundError
 
+from bridge import kafkaproto
 from bridge.config import KafkaSettings, Loaded
 from bridge.errors import BridgeError, ConfigError, ExitCode, KafkaUnavailable, Problem
 from bridge.message import text
-from bridge.router import DEFAULT_MSG_ID, RENAMED_PREFIX
+from bridge.router import RENAMED_PREFIX, parse_record_id
 from bridge.source import KafkaSource
 from bridge.streams import StreamError, admin_connection, api, stream_info, subjects_for
 from bridge.wire import clean_header_value
@@ -91,6 +94,7 @@ class Located:
     partition: int
     offset: int
     dead: bool = False
+    topic_id: str = ""  # from the default Nats-Msg-Id, when the message has one
 
 
 @dataclass(frozen=True, slots=True)
@@ -117,12 +121,12 @@ class Projection:
         sent = {k for k in ("kafka_key", "kafka_topic", "kafka_partition", "kafka_offset") if proj.passes(k)}
         sent -= configured
         by_metadata = {"kafka_topic", "kafka_partition", "kafka_offset"} <= sent
-        default_id = loaded.config.bridge.msg_id == DEFAULT_MSG_ID and "nats-msg-id" not in configured
+        default_id = loaded.config.bridge.msg_id is None and "nats-msg-id" not in configured
         if not by_metadata and not default_id:
             raise VerifyError(
                 "verify cannot map stream messages back to Kafka offsets with this config: send the "
                 "kafka_topic, kafka_partition and kafka_offset metadata (output.nats_jetstream.metadata."
-                "include_prefixes: [kafka_]) or keep the default bridge.msg_id (<topic>-<partition>-<offset>)"
+                "include_prefixes: [kafka_]) or keep the default Nats-Msg-Id (leave bridge.msg_id unset)"
             )
         return replace(proj, compares_key="kafka_key" in sent, by_metadata=by_metadata)
 
@@ -161,6 +165,8 @@ class Projection:
 
     def locate(self, headers: Mapping[str, str]) -> Located | None:
         """The record a stream message came from, or None when it cannot tell."""
+        parsed = parse_record_id(headers.get("Nats-Msg-Id", ""))
+        topic_id = parsed[0] if parsed is not None else ""
         try:
             if DEAD_LETTER in headers:
                 return Located(
@@ -168,18 +174,18 @@ class Projection:
                     int(headers["Kafka-Partition"]),
                     int(headers["Kafka-Offset"]),
                     True,
+                    topic_id,
                 )
             if self.by_metadata and "kafka_offset" in headers:
                 return Located(
-                    headers["kafka_topic"], int(headers["kafka_partition"]), int(headers["kafka_offset"])
-                )
-            msg_id = headers.get("Nats-Msg-Id")
-            if msg_id is None:
-                return None
-            topic, partition, offset = msg_id.rsplit("-", 2)
-            return Located(topic, int(partition), int(offset))
+                    headers["kafka_topic"], int(headers["kafka_partition"]), int(headers["kafka_offset"]),
+                    topic_id=topic_id,
+                )  # fmt: skip
         except (KeyError, ValueError):
             return None
+        if parsed is None:
+            return None
+        return Located(parsed[1], parsed[2], parsed[3], topic_id=topic_id)
 
 
 def _digest(key: str | None, value: bytes, headers: Iterable[tuple[str, str]]) -> bytes:
@@ -278,6 +284,13 @@ class KafkaReader:
         if not out:
             raise VerifyError("the configured topics have no partitions")
         return sorted(out)
+
+    async def topic_ids(self, topics: Iterable[str]) -> dict[str, str]:
+        """Each topic's ID (``""``: unknown), to tell its messages from an earlier topic's of that name."""
+        try:
+            return await kafkaproto.topic_ids(self._consumer._client, sorted(set(topics)))
+        except KafkaError as exc:
+            raise KafkaUnavailable(self.brokers, str(exc)) from exc
 
     async def _partitions_of(self, topic: str) -> set[int]:
         parts: set[int] | None = self._consumer.partitions_for_topic(topic)
@@ -526,6 +539,7 @@ class Report:
     stream: str
     partitions: list[PartitionVerdict]
     other: int = 0  # stream messages of topics not verified here
+    earlier: int = 0  # stream messages of an earlier topic of the same name (another topic ID)
     unmapped: int = 0  # stream messages verify could not map to a record
     compares_key: bool = False
     mapping: str = ""
@@ -544,6 +558,7 @@ class Report:
             "kafka_records": sum(p.kafka_records for p in self.partitions),
             "stream_messages": sum(p.stream_messages for p in self.partitions),
             "other": self.other,
+            "earlier": self.earlier,
             "unmapped": self.unmapped,
             "elapsed_s": round(self.elapsed, 3),
             "partitions": [
@@ -609,6 +624,8 @@ class Report:
         notes = [f"mapped by {self.mapping}", "key compared" if self.compares_key else "key not compared"]
         if self.other:
             notes.append(f"{self.other} messages of other topics")
+        if self.earlier:
+            notes.append(f"{self.earlier} messages of earlier topics of the same name, not compared")
         if self.unmapped:
             notes.append(f"{self.unmapped} messages not mapped to a record")
         bad = [p.name for p in self.partitions if not p.ok]
@@ -653,9 +670,10 @@ async def verify(loaded: Loaded, stream: str | None = None) -> Report:
             bounds[tp] = (first, end)
             kafka[tp].extend((r.offset, projection.kafka_digest(r.key, r.value, r.headers)) for r in records)
         topics = {tp.topic for tp in tps}
+        topic_ids = await reader.topic_ids(topics)
         stored: dict[TopicPartition, list[tuple[int, bytes]]] = {tp: [] for tp in tps}
         dead: dict[TopicPartition, list[int]] = {}
-        other = unmapped = 0
+        other = unmapped = earlier = 0
         async for msg in read_stream(nc, name):
             where = projection.locate(msg.headers)
             if where is None:
@@ -663,6 +681,9 @@ async def verify(loaded: Loaded, stream: str | None = None) -> Report:
                 continue
             if where.topic not in topics:
                 other += 1
+                continue
+            if where.topic_id and topic_ids.get(where.topic) and where.topic_id != topic_ids[where.topic]:
+                earlier += 1
                 continue
             tp = TopicPartition(where.topic, where.partition)
             if where.dead:
@@ -678,7 +699,7 @@ async def verify(loaded: Loaded, stream: str | None = None) -> Report:
             )
         )
     report = Report(
-        name, verdicts, other=other, unmapped=unmapped, compares_key=projection.compares_key,
+        name, verdicts, other=other, earlier=earlier, unmapped=unmapped, compares_key=projection.compares_key,
         mapping="kafka_* headers" if projection.by_metadata else "Nats-Msg-Id",
         elapsed=time.monotonic() - started,
     )  # fmt: skip

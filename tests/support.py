@@ -27,10 +27,14 @@ from aiokafka.admin import AIOKafkaAdminClient
 from nats.js.api import StreamConfig
 from nats.js.errors import NotFoundError
 
-from bridge import devenv
+from bridge import devenv, kafkaproto
+from bridge.router import record_id
 
 T = TypeVar("T")
 REPO = Path(__file__).resolve().parents[1]
+# The checkout whose bridge the CLI helpers run (``KJB_BRIDGE_CHECKOUT``: another one, to show a test
+# failing on an earlier version of the code with the same venv).
+CHECKOUT = Path(os.environ.get("KJB_BRIDGE_CHECKOUT", REPO))
 
 
 def unique(prefix: str) -> str:
@@ -111,6 +115,23 @@ def sample_records(partitions: int, per_partition: int, *, tombstone_every: int 
             )
             out.append(Record(p, key, value, (("source", b"test"), ("seq", str(i).encode()))))
     return out
+
+
+async def topic_id(bootstrap: str, topic: str) -> str:
+    """``topic``'s ID as Kafka prints it (``""`` when the broker reports none): the default ``Nats-Msg-Id``
+    starts with it."""
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    await admin.start()
+    try:
+        return (await kafkaproto.topic_ids(admin._client, [topic]))[topic]
+    finally:
+        await admin.close()
+
+
+async def msg_ids(bootstrap: str, topic: str, partition: int, offsets: Iterable[int]) -> list[str]:
+    """The default ``Nats-Msg-Id`` of each of these records (``bridge.router.record_id``)."""
+    tid = await topic_id(bootstrap, topic)
+    return [record_id(tid, topic, partition, o) for o in offsets]
 
 
 async def end_offsets(bootstrap: str, topic: str, partitions: int) -> dict[int, int]:
@@ -278,7 +299,7 @@ def run_cli(
 ) -> subprocess.CompletedProcess[str]:
     """Run the real CLI to completion."""
     return subprocess.run(
-        bridge_cmd(*args), capture_output=True, text=True, timeout=timeout, cwd=REPO,
+        bridge_cmd(*args), capture_output=True, text=True, timeout=timeout, cwd=CHECKOUT,
         env={**os.environ, **(env or {})},
     )  # fmt: skip
 
@@ -294,7 +315,7 @@ class BridgeProcess:
         self._out = open(self.stdout_path, "w")  # noqa: SIM115 - closed in wait()
         self._err = open(self.stderr_path, "w")  # noqa: SIM115
         self.proc = subprocess.Popen(
-            bridge_cmd(*args), stdout=self._out, stderr=self._err, cwd=REPO, env={**os.environ, **(env or {})},
+            bridge_cmd(*args), stdout=self._out, stderr=self._err, cwd=CHECKOUT, env={**os.environ, **(env or {})},
         )  # fmt: skip
 
     @property

@@ -6,7 +6,7 @@
 - ``check_stream`` reads the whole stream back and computes, per partition: missing offsets,
   duplicates stored, out-of-order pairs (offset order against stream sequence order) and, when given
   the group, the committed offset against the end offset. A record is identified by its
-  ``Nats-Msg-Id`` (the bridge's default ``<topic>-<partition>-<offset>``).
+  ``Nats-Msg-Id`` (the bridge's default ``<topic ID>:<topic>-<partition>-<offset>``).
 - ``wait_for`` polls a condition with a deadline and returns whether it held (the caller then
   asserts on the counts, which say more than a timeout would).
 """
@@ -28,6 +28,7 @@ import nats
 import psutil
 from aiokafka import AIOKafkaProducer
 
+from bridge.router import parse_record_id
 from tests.support import BridgeProcess, committed_offsets, end_offsets, read_stream, write_config
 
 SUBJECT_SUFFIX = '${! meta("kafka_partition") }'
@@ -233,8 +234,11 @@ class StreamCheck:
 
 
 def parse_msg_id(msg_id: str) -> tuple[str, int, int]:
-    topic, partition, offset = msg_id.rsplit("-", 2)
-    return topic, int(partition), int(offset)
+    """(topic, partition, offset) of a default ``Nats-Msg-Id``; ValueError when it is not one."""
+    parsed = parse_record_id(msg_id)
+    if parsed is None:
+        raise ValueError(msg_id)
+    return parsed[1], parsed[2], parsed[3]
 
 
 async def check_stream(

@@ -29,12 +29,14 @@ import nats
 import pytest
 
 from bridge import devenv
+from bridge.router import parse_record_id
 from tests.conftest import Kafka
 from tests.support import (
     Record,
     committed_offsets,
     create_stream,
     create_topic,
+    msg_ids,
     produce,
     run_cli,
     write_config,
@@ -71,8 +73,9 @@ class Raw:
     @property
     def offset(self) -> tuple[int, int]:
         """(partition, offset) of the source record, from the default ``Nats-Msg-Id``."""
-        _, partition, offset = self.text("Nats-Msg-Id").rsplit("-", 2)  # type: ignore[union-attr]
-        return int(partition), int(offset)
+        parsed = parse_record_id(self.text("Nats-Msg-Id") or "")
+        assert parsed is not None, self.headers
+        return parsed[2], parsed[3]
 
 
 async def raw_stream(url: str, stream: str) -> list[Raw]:
@@ -321,11 +324,12 @@ async def test_keys_headers_and_payloads_follow_the_text_rules(
     stored = {m.offset[1]: m for m in await raw_stream(nats_url, stream)}
     assert sorted(stored) == [0, 1, 2, 3, 4]
 
+    ids = await msg_ids(kafka.bootstrap, topic, 0, range(5))
     for offset, m in stored.items():
         assert m.text("kafka_topic") == topic
         assert m.text("kafka_partition") == "0"
         assert m.text("kafka_offset") == str(offset)
-        assert m.text("Nats-Msg-Id") == f"{topic}-0-{offset}"
+        assert m.text("Nats-Msg-Id") == ids[offset]
         assert m.text("kafka_tombstone_message") == ("true" if offset == 4 else "false")
 
     # not UTF-8: U+FFFD replacement characters in metadata; the payload byte for byte
@@ -380,4 +384,4 @@ async def test_record_headers_cannot_change_the_default_msg_id(
     assert await committed_offsets(kafka.bootstrap, group, topic) == {0: 3}
     stored = await raw_stream(nats_url, stream)
     assert [m.data for m in stored] == [b"r0", b"r1", b"r2"]  # none dropped as a "duplicate"
-    assert [m.text("Nats-Msg-Id") for m in stored] == [f"{topic}-0-{o}" for o in range(3)]
+    assert [m.text("Nats-Msg-Id") for m in stored] == await msg_ids(kafka.bootstrap, topic, 0, range(3))

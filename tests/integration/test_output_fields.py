@@ -25,7 +25,7 @@ import pytest
 from bridge.devenv import NatsServer, free_port
 from tests.conftest import KAFKA_PARAMS, Kafka
 from tests.integration.secured_support import Run, run_backfill
-from tests.support import Record, create_stream, create_topic, produce, read_stream
+from tests.support import Record, create_stream, create_topic, msg_ids, produce, read_stream
 
 pytestmark = pytest.mark.integration
 one_kafka = pytest.mark.parametrize("kafka", KAFKA_PARAMS[:1], indirect=True)
@@ -168,7 +168,7 @@ async def test_kafka_nats_headers_do_not_change_server_behaviour(
         assert m.headers["Kafka-Header-Nats-Msg-Id"] == "same"
         assert m.headers["Kafka-Header-Nats-Expected-Stream"] == "other"
         assert m.headers["Kafka-Header-nats-expected-last-sequence"] == "999"
-        assert m.headers["Nats-Msg-Id"] == f"{names['topic']}-0-{offset}"
+        assert m.headers["Nats-Msg-Id"] == (await msg_ids(kafka.bootstrap, names["topic"], 0, [offset]))[0]
 
 
 @one_kafka

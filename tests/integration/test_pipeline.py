@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+from bridge.router import record_id
 from tests.conftest import Kafka
 from tests.support import (
     BridgeProcess,
@@ -26,6 +27,7 @@ from tests.support import (
     run_cli,
     sample_records,
     stream_count,
+    topic_id,
     write_config,
 )
 
@@ -60,11 +62,12 @@ async def test_backfill_three_partitions_exactly_once(
     assert len(stored) == len(records)
     by_id = {m.headers["Nats-Msg-Id"]: m for m in stored}
     assert len(by_id) == len(records), "a record was stored twice"
+    tid = await topic_id(kafka.bootstrap, topic)
     per_partition: dict[int, list[int]] = {}
     for r in records:
         offset = len(per_partition.setdefault(r.partition, []))
         per_partition[r.partition].append(offset)
-        m = by_id[f"{topic}-{r.partition}-{offset}"]
+        m = by_id[record_id(tid, topic, r.partition, offset)]
         assert m.subject == f"{prefix}.{topic}.{r.partition}"
         assert m.data == (r.value or b"")
         assert m.headers["Content-Type"] == "text/plain"

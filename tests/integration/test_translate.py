@@ -11,7 +11,16 @@ import pytest
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from tests.conftest import Kafka
-from tests.support import Record, create_stream, create_topic, produce, read_stream, run_cli, write_config
+from tests.support import (
+    Record,
+    create_stream,
+    create_topic,
+    msg_ids,
+    produce,
+    read_stream,
+    run_cli,
+    write_config,
+)  # fmt: skip
 
 pytestmark = pytest.mark.integration
 
@@ -64,7 +73,7 @@ async def test_committed_offsets_land_on_stream_sequences(
     parts = {p["partition"]: p for p in result["partitions"]}
     assert parts[0]["status"] == "ok"
     assert parts[0]["offset"] == 7
-    assert stored[parts[0]["seq"]].headers["Nats-Msg-Id"] == f"{topic}-0-7"
+    assert [stored[parts[0]["seq"]].headers["Nats-Msg-Id"]] == await msg_ids(kafka.bootstrap, topic, 0, [7])
     assert stored[parts[0]["seq"]].subject == parts[0]["subject"] == f"{prefix}.0"
     assert (parts[1]["status"], parts[1]["seq"]) == ("at-end", last_seq + 1)
     assert (parts[2]["status"], parts[2]["seq"]) == ("no-commit", None)
@@ -73,7 +82,7 @@ async def test_committed_offsets_land_on_stream_sequences(
     code, result = translate(cfg, app)
     assert code == 0, result
     parts = {p["partition"]: p for p in result["partitions"]}
-    assert stored[parts[2]["seq"]].headers["Nats-Msg-Id"] == f"{topic}-2-0"
+    assert [stored[parts[2]["seq"]].headers["Nats-Msg-Id"]] == await msg_ids(kafka.bootstrap, topic, 2, [0])
     assert result["stream_start"] == min(p["seq"] for p in result["partitions"])
 
     # New records on partition 0 the app already consumed but the bridge has not copied yet.
@@ -88,7 +97,7 @@ async def test_committed_offsets_land_on_stream_sequences(
     assert code == 0, result
     landing = {p["partition"]: p for p in result["partitions"]}[0]
     stored = {m.seq: m for m in await read_stream(nats_url, stream)}
-    assert stored[landing["seq"]].headers["Nats-Msg-Id"] == f"{topic}-0-22"
+    assert [stored[landing["seq"]].headers["Nats-Msg-Id"]] == await msg_ids(kafka.bootstrap, topic, 0, [22])
     # Nothing of partition 0 below the landing sequence is at or past the committed offset: no skip, no repeat.
     before = [m for s, m in stored.items() if s < landing["seq"] and m.subject == f"{prefix}.0"]
     assert max(int(m.headers["Nats-Msg-Id"].rsplit("-", 1)[1]) for m in before) == 21

@@ -194,10 +194,9 @@ def test_defaults() -> None:
     bridge = loaded.config.bridge
     assert bridge.ack_timeout == 10.0
     assert bridge.dead_letter is None
-    assert loaded.templates.msg_id is not None
-    assert loaded.templates.msg_id.source == (
-        '${! meta("kafka_topic") }-${! meta("kafka_partition") }-${! meta("kafka_offset") }'
-    )
+    assert bridge.msg_id is None  # the built-in record identity (bridge.router.record_id)
+    assert loaded.templates.msg_id is None
+    assert loaded.templates.record_id is True
     assert loaded.templates.headers == ()
     assert loaded.templates.dead_letter_subject is None
 

@@ -7,14 +7,18 @@ Routers are built from YAML through ``bridge.config.parse`` (``loaded.templates`
 from __future__ import annotations
 
 import re
+import string
 from collections.abc import Sequence
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from bridge.config import parse
 from bridge.errors import ConfigError, RecordError
+from bridge.kafkaproto import topic_id_text
 from bridge.message import Message
-from bridge.router import Envelope, Router
+from bridge.router import Envelope, Router, parse_record_id, record_id
 from bridge.wire import (
     clean_header_value,
     encode_header_lines,
@@ -610,3 +614,85 @@ def test_frame(subject: str, reply: str, headers: bytes, payload: bytes, expecte
     assert match is not None
     assert int(match[3]) == len(headers)
     assert int(match[4]) == len(headers) + len(payload)
+
+
+# --------------------------------------------------------------------------- the record identity
+
+
+TOPIC_ID = "1JKahow3RGOciXeVZnUbXQ"  # Kafka prints topic IDs as URL-safe base64, 22 characters
+
+
+def test_default_msg_id_carries_the_topic_id_once_known() -> None:
+    """A topic deleted and created again restarts at offset 0: only its topic ID keeps its records' ids
+    apart from the old ones (JetStream would drop them as duplicates)."""
+    router = make_router()
+    router.set_topic_id("orders", TOPIC_ID)
+    envelope = router.route(msg())
+    assert envelope.msg_id == f"{TOPIC_ID}:orders-3-41"
+    assert header_lines(envelope) == [f"Nats-Msg-Id: {TOPIC_ID}:orders-3-41"]
+    router.set_topic_id("orders", "")  # a broker that reports no topic IDs
+    assert router.route(msg()).msg_id == "orders-3-41"
+
+
+def test_partition_route_and_general_route_write_the_same_bytes_with_a_topic_id() -> None:
+    router = make_router()
+    router.set_topic_id("orders", TOPIC_ID)
+    fast = router.for_partition("orders", 3)
+    assert fast is not None
+    for offset, value in ((0, b""), (41, b'{"id": 1}'), (10**12, None)):
+        general = router.route(msg(value=value, offset=offset))
+        quick = fast.route(offset, value)
+        assert (quick.head, quick.tail) == (general.head, general.tail)
+        assert quick.msg_id == general.msg_id == f"{TOPIC_ID}:orders-3-{offset}"
+
+
+def test_dead_letter_id_carries_the_topic_id() -> None:
+    router = make_router(bridge=DEAD)
+    router.set_topic_id("orders", TOPIC_ID)
+    envelope = router.dead_letter(msg(), RecordError("bad", kind="subject"))
+    assert envelope.msg_id == f"{TOPIC_ID}:orders-3-41"
+
+
+def test_custom_msg_id_has_no_topic_id() -> None:
+    router = make_router(bridge='msg_id: ${! meta("kafka_key") }')
+    router.set_topic_id("orders", TOPIC_ID)
+    assert router.route(msg()).msg_id == "k1"
+
+
+@pytest.mark.parametrize(
+    ("msg_id", "parsed"),
+    [
+        ("orders-3-41", ("", "orders", 3, 41)),
+        (f"{TOPIC_ID}:orders-3-41", (TOPIC_ID, "orders", 3, 41)),
+        ("a-b-c-0-7", ("", "a-b-c", 0, 7)),
+        ("Ab-_x:my.topic_v2-12-0", ("Ab-_x", "my.topic_v2", 12, 0)),
+        ("orders-3", None),
+        ("orders-x-1", None),
+        ("-3-41", None),
+        ("orders-3-٣", None),  # a non-ASCII digit is no offset
+        ("", None),
+    ],
+)
+def test_parse_record_id(msg_id: str, parsed: tuple[str, str, int, int] | None) -> None:
+    assert parse_record_id(msg_id) == parsed
+
+
+KAFKA_TOPIC = st.text(alphabet=string.ascii_letters + string.digits + "._-", min_size=1, max_size=249)
+TOPIC_IDS = st.one_of(st.just(""), st.binary(min_size=16, max_size=16).map(topic_id_text))
+
+
+@given(KAFKA_TOPIC, TOPIC_IDS, st.integers(0, 2**31 - 1), st.integers(0, 2**63 - 1))
+def test_record_id_round_trips(topic: str, topic_id: str, partition: int, offset: int) -> None:
+    """Every topic Kafka allows, with or without a topic ID: verify and translate map the id back."""
+    assert parse_record_id(record_id(topic_id, topic, partition, offset)) == (
+        topic_id,
+        topic,
+        partition,
+        offset,
+    )
+
+
+@given(KAFKA_TOPIC, st.integers(0, 2**31 - 1), st.integers(0, 2**63 - 1), st.integers(0, 2**63 - 1))
+def test_record_ids_of_two_incarnations_never_collide(topic: str, partition: int, a: int, b: int) -> None:
+    old, new = topic_id_text(b"\x01" * 16), topic_id_text(b"\x02" * 16)
+    assert record_id(old, topic, partition, a) != record_id(new, topic, partition, b)
