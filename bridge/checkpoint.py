@@ -13,7 +13,7 @@ assignment of the same partition). Pure module: imports neither aiokafka nor nat
 
 from __future__ import annotations
 
-from collections import deque
+import bisect
 from collections.abc import Hashable, Iterator
 from dataclasses import dataclass
 
@@ -21,12 +21,16 @@ from dataclasses import dataclass
 class Ledger:
     """Outstanding offsets of one partition assignment, in consume order."""
 
-    __slots__ = ("_acked", "_pending", "committed", "key", "position", "revoked", "start", "stopped")
+    __slots__ = ("_acked", "_head", "_pending", "committed", "key", "position", "revoked", "start", "stopped")
 
     def __init__(self, key: Hashable, position: int | None = None) -> None:
         self.key = key
-        self._pending: deque[int] = deque()
-        self._acked: set[int] = set()
+        # Offsets handed over and not yet known to be acknowledged in order: ``_pending[_head:]``, ascending
+        # (consume order). A list with a moving head rather than a deque: an ack out of order is found by
+        # bisection, so an offset that was never handed over is never taken for an outstanding one.
+        self._pending: list[int] = []
+        self._head = 0
+        self._acked: set[int] = set()  # acknowledged out of order, still behind an unacknowledged one
         self.position = position  # next offset after everything handed over; None until known
         self.committed: int | None = None  # last offset committed to Kafka for this assignment
         self.start: int | None = position  # where this assignment started reading: no commit is owed for it
@@ -35,13 +39,10 @@ class Ledger:
 
     def track(self, offset: int) -> None:
         """A record was handed to the sink (call in consume order)."""
-        if self.start is None:
-            self.start = offset
-        self._pending.append(offset)
-        self.position = offset + 1
+        self.track_many([offset])
 
     def track_many(self, offsets: list[int]) -> None:
-        """``track`` for a batch of offsets, in consume order."""
+        """Records were handed to the sink, in consume order."""
         if not offsets:
             return
         if self.start is None:
@@ -61,31 +62,39 @@ class Ledger:
         """``offset`` was stored (or dead-lettered). False when ignored: revoked, or not outstanding."""
         if self.revoked:
             return False
-        pending = self._pending
-        if pending and pending[0] == offset:
-            pending.popleft()
+        pending, head = self._pending, self._head
+        if head < len(pending) and pending[head] == offset:
+            head += 1
             acked = self._acked
-            while acked and pending and pending[0] in acked:
-                acked.discard(pending.popleft())
+            while acked and head < len(pending) and pending[head] in acked:
+                acked.discard(pending[head])
+                head += 1
+            if head >= 4096 and head * 2 >= len(pending):
+                del pending[:head]  # amortized: the acknowledged prefix is dropped in large steps
+                head = 0
+            self._head = head
             return True
-        if not pending or offset < pending[0] or offset > pending[-1] or offset in self._acked:
+        if head >= len(pending) or offset < pending[head] or offset > pending[-1] or offset in self._acked:
             return False  # not outstanding: acked already, or never tracked
+        at = bisect.bisect_left(pending, offset, head)
+        if pending[at] != offset:
+            return False  # inside the range but never handed over (a gap: compaction, a marker)
         self._acked.add(offset)
         return True
 
     @property
     def outstanding(self) -> int:
         """Records handed over and not yet acknowledged."""
-        return len(self._pending) - len(self._acked)
+        return len(self._pending) - self._head - len(self._acked)
 
     @property
     def first_unacked(self) -> int | None:
-        return self._pending[0] if self._pending else None
+        return self._pending[self._head] if self._head < len(self._pending) else None
 
     def committable(self) -> int | None:
         """The offset to commit now (next record to read), or None when nothing is known yet."""
-        if self._pending:
-            return self._pending[0]
+        if self._head < len(self._pending):
+            return self._pending[self._head]
         return self.position
 
     def needs_commit(self) -> int | None:

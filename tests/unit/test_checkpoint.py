@@ -5,6 +5,9 @@ from __future__ import annotations
 import random
 
 import pytest
+from hypothesis import settings
+from hypothesis import strategies as st
+from hypothesis.stateful import RuleBasedStateMachine, invariant, rule
 
 from bridge.checkpoint import Checkpointer, CheckpointStats, Ledger
 
@@ -316,3 +319,110 @@ def test_random_ack_order(seed: int) -> None:
             ledger.committed = committed = offered
     assert ledger.committable() == end
     assert ledger.needs_commit() is None
+
+
+# --------------------------------------------------------------------------- property-based
+
+
+class CheckpointMachine(RuleBasedStateMachine):
+    """Random interleavings of what the pipeline does to a Checkpointer — records handed over with gaps
+    (compaction, transaction markers), acks in any order (duplicates, late ones after a revocation,
+    acks of offsets never tracked), the consumer's position moving past markers, commits, revocations
+    and re-assignments — against a model of which offsets were handed over and acknowledged. The rule
+    under test: no offset handed over and not acknowledged in the current assignment is ever below what
+    ``to_commit`` offers, and a commit never goes back."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.cp = Checkpointer()
+        self.next: dict[int, int] = {}  # partition → next offset the consumer hands out
+        self.unacked: dict[
+            int, set[int]
+        ] = {}  # partition → offsets handed over in this assignment, not acked
+        self.old: dict[int, list[Ledger]] = {}  # revoked ledgers (late acks arrive on them)
+        self.committed: dict[int, int] = {}
+
+    partitions = st.integers(0, 2)
+
+    @rule(p=partitions, start=st.integers(0, 50))
+    def assign(self, p: int, start: int) -> None:
+        previous = self.cp.get(p)
+        if previous is not None:
+            self.old.setdefault(p, []).append(previous)
+        start = max(start, self.committed.get(p, 0))
+        self.cp.assign(p, start)
+        self.next[p] = start
+        self.unacked[p] = set()
+
+    @rule(p=partitions, gaps=st.lists(st.integers(0, 3), min_size=1, max_size=8))
+    def hand_over(self, p: int, gaps: list[int]) -> None:
+        ledger = self.cp.get(p)
+        if ledger is None:
+            return
+        offsets = []
+        for gap in gaps:
+            self.next[p] += gap
+            offsets.append(self.next[p])
+            self.next[p] += 1
+        ledger.track_many(offsets)
+        self.unacked[p].update(offsets)
+
+    @rule(p=partitions, markers=st.integers(0, 3))
+    def position_moves_past_markers(self, p: int, markers: int) -> None:
+        ledger = self.cp.get(p)
+        if ledger is None:
+            return
+        self.next[p] += markers
+        ledger.advance(self.next[p])
+
+    @rule(p=partitions, data=st.data())
+    def ack(self, p: int, data: st.DataObject) -> None:
+        ledger = self.cp.get(p)
+        if ledger is None or not self.unacked[p]:
+            return
+        offset = data.draw(st.sampled_from(sorted(self.unacked[p])))
+        assert ledger.ack(offset)
+        self.unacked[p].discard(offset)
+
+    @rule(p=partitions, offset=st.integers(0, 200))
+    def stray_ack(self, p: int, offset: int) -> None:
+        """A duplicate ack, an ack of an offset never tracked, or a late ack for a revoked assignment."""
+        for ledger in self.old.get(p, []):
+            assert not ledger.ack(offset)
+        ledger = self.cp.get(p)
+        if ledger is not None and offset not in self.unacked[p]:
+            assert not ledger.ack(offset)
+
+    @rule()
+    def commit(self) -> None:
+        offsets = self.cp.to_commit()
+        for p, offset in offsets.items():
+            assert offset > self.committed.get(p, -1) or p not in self.committed, (p, offset, self.committed)
+            self.committed[p] = offset
+        self.cp.mark_committed(offsets)
+
+    @rule(p=partitions)
+    def revoke(self, p: int) -> None:
+        ledger = self.cp.revoke(p)
+        if ledger is not None:
+            offset = ledger.needs_commit()
+            if offset is not None:
+                self.committed[p] = max(offset, self.committed.get(p, offset))
+            self.old.setdefault(p, []).append(ledger)
+            self.unacked.pop(p, None)
+
+    @invariant()
+    def never_past_an_unacknowledged_record(self) -> None:
+        for p, offset in self.cp.to_commit().items():
+            pending = self.unacked.get(p, set())
+            assert not pending or offset <= min(pending), (p, offset, sorted(pending))
+        for ledger in self.cp:
+            committable = ledger.committable()
+            pending = self.unacked.get(ledger.key, set())  # type: ignore[call-overload]
+            if pending:
+                assert committable == min(pending)
+            assert ledger.outstanding == len(pending)
+
+
+TestCheckpointMachine = CheckpointMachine.TestCase
+TestCheckpointMachine.settings = settings(max_examples=300, stateful_step_count=40, deadline=None)
