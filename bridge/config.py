@@ -7,6 +7,10 @@ extension), compiling every ``${! ... }`` template once, recognizing ``inject_tr
 (``bridge.tracing``), and reporting *every* problem with its dotted path and line before anything
 connects. ``lint`` runs exactly this path.
 
+Files are read within bounds (``bridge.localfiles``): the config file is at most 1 MiB, and every
+credential file it names must be a regular file of at most 1 MiB, checked here so that ``lint``
+reports it with its path and line.
+
 After ``load()`` returns, nothing reads files or the environment again: the tree is immutable.
 Pure module: imports neither aiokafka nor nats.
 """
@@ -15,7 +19,7 @@ from __future__ import annotations
 
 import os
 import re
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -24,6 +28,7 @@ from urllib.parse import unquote, urlsplit
 import yaml
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, model_validator
 
+from bridge import localfiles
 from bridge.errors import ConfigError, Problem
 from bridge.interpolation import Template, TemplateSyntaxError
 from bridge.tracing import TracingMap, parse_mapping
@@ -917,6 +922,7 @@ def parse(text: str, source: str = "<config>", environ: Mapping[str, str] | None
         dead = _compile(
             config.bridge.dead_letter.subject, ("bridge", "dead_letter", "subject"), lines, problems
         )
+    problems += _credential_file_problems(config, lines)
     if problems:
         raise ConfigError(problems, source)
     assert subject is not None
@@ -950,15 +956,57 @@ def _warnings(
     return out
 
 
+def _tls_files(tls: TLS, base: tuple[str | int, ...]) -> Iterator[tuple[tuple[str | int, ...], str]]:
+    if not tls.enabled:  # Redpanda Connect ignores a tls block that is not enabled; so do we
+        return
+    if tls.root_cas_file:
+        yield (*base, "root_cas_file"), tls.root_cas_file
+    for i, cert in enumerate(tls.client_certs):
+        for name in ("cert_file", "key_file"):
+            value: str = getattr(cert, name)
+            if value:
+                yield (*base, "client_certs", i, name), value
+
+
+def credential_files(config: Config) -> Iterator[tuple[tuple[str | int, ...], str]]:
+    """(path in the config, file name) of every credential file a run will read."""
+    out = config.output.nats_jetstream
+    base = ("output", "nats_jetstream")
+    for name in ("nkey_file", "user_credentials_file"):
+        value: str | None = getattr(out.auth, name)
+        if value:
+            yield (*base, "auth", name), value
+    yield from _tls_files(out.tls, (*base, "tls"))
+    kind = config.input.kind
+    section: _FranzFields | LegacyKafkaInput = getattr(config.input, kind)
+    yield from _tls_files(section.tls, ("input", kind, "tls"))
+
+
+def _credential_file_problems(config: Config, lines: Mapping[tuple[str | int, ...], int]) -> list[Problem]:
+    """Each credential file must be a readable regular file within its size limit (``bridge.localfiles``).
+    Their contents are checked when they are used (``bridge.natsopts``)."""
+    problems: list[Problem] = []
+    for path, name in credential_files(config):
+        try:
+            localfiles.read_credential(name)
+        except localfiles.FileRefused as exc:
+            problems.append(
+                Problem(_dotted(path), _line_for(lines, path), f"cannot read {name!r}: {exc.reason}")
+            )
+    return problems
+
+
 def load(path: str | Path, environ: Mapping[str, str] | None = None) -> Loaded:
-    """Read and validate a config file."""
+    """Read (``bridge.localfiles.read_config``: at most 1 MiB) and validate a config file."""
     p = Path(path)
     try:
-        text = p.read_text(encoding="utf-8")
-    except OSError as exc:
-        raise ConfigError([Problem("", 0, f"cannot read config file: {exc.strerror}")], str(p)) from exc
+        raw = localfiles.read_config(p)
+    except localfiles.FileRefused as exc:
+        raise ConfigError([Problem("", 0, f"cannot read config file: {exc.reason}")], str(p)) from exc
+    try:
+        text = raw.decode("utf-8")
     except UnicodeDecodeError as exc:
-        line = p.read_bytes()[: exc.start].count(b"\n") + 1
+        line = raw[: exc.start].count(b"\n") + 1
         raise ConfigError([Problem("", line, "the file is not valid UTF-8")], str(p)) from exc
     return parse(text, source=str(p), environ=environ)
 

@@ -19,6 +19,7 @@ PURE = (
     "bridge.wire",
     "bridge.router",
     "bridge.errors",
+    "bridge.localfiles",
 )
 CLIENTS = ("aiokafka", "nats")
 
