@@ -7,9 +7,10 @@ extension), compiling every ``${! ... }`` template once, recognizing ``inject_tr
 (``bridge.tracing``), and reporting *every* problem with its dotted path and line before anything
 connects. ``lint`` runs exactly this path.
 
-Files are read within bounds (``bridge.localfiles``): the config file is at most 1 MiB, and every
-credential file it names must be a regular file of at most 1 MiB, checked here so that ``lint``
-reports it with its path and line.
+Hostile input is bounded: the file is at most 1 MiB and credential files named by the config
+must be regular files of at most 1 MiB (``bridge.localfiles``, checked here so that ``lint`` reports
+them); the YAML may hold at most 50,000 values once aliases are expanded, nested at most 64 deep
+(``bridge.yamldoc``).
 
 After ``load()`` returns, nothing reads files or the environment again: the tree is immutable.
 Pure module: imports neither aiokafka nor nats.
@@ -33,6 +34,9 @@ from bridge.errors import ConfigError, Problem
 from bridge.interpolation import Template, TemplateSyntaxError
 from bridge.tracing import TracingMap, parse_mapping
 from bridge.wire import header_name_problem
+from bridge.yamldoc import dotted as _dotted
+from bridge.yamldoc import line_for as _line_for
+from bridge.yamldoc import parse_document
 
 # --------------------------------------------------------------------------- scalar parsers
 
@@ -719,49 +723,6 @@ def substitute_env(text: str, environ: Mapping[str, str]) -> tuple[str, list[Pro
     return _ENV_REF.sub(repl, text), problems
 
 
-def _line_map(text: str) -> tuple[dict[tuple[str | int, ...], int], list[Problem]]:
-    """Path → 1-based line of every key and item, from PyYAML's node marks; duplicate keys are problems."""
-    lines: dict[tuple[str | int, ...], int] = {}
-    problems: list[Problem] = []
-    root = yaml.compose(text, Loader=yaml.SafeLoader)
-
-    def walk(node: yaml.Node, path: tuple[str | int, ...]) -> None:
-        if isinstance(node, yaml.MappingNode):
-            seen: set[str] = set()
-            for key, value in node.value:
-                name = str(key.value)
-                sub = (*path, name)
-                if name in seen:
-                    problems.append(Problem(_dotted(sub), key.start_mark.line + 1, "duplicate key"))
-                seen.add(name)
-                lines[sub] = key.start_mark.line + 1
-                walk(value, sub)
-        elif isinstance(node, yaml.SequenceNode):
-            for i, item in enumerate(node.value):
-                lines[(*path, i)] = item.start_mark.line + 1
-                walk(item, (*path, i))
-
-    if root is not None:
-        lines[()] = root.start_mark.line + 1
-        walk(root, ())
-    return lines, problems
-
-
-def _dotted(path: tuple[str | int, ...]) -> str:
-    out = ""
-    for part in path:
-        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else part)
-    return out
-
-
-def _line_for(lines: Mapping[tuple[str | int, ...], int], path: tuple[str | int, ...]) -> int:
-    while path:
-        if path in lines:
-            return lines[path]
-        path = path[:-1]
-    return lines.get((), 0)
-
-
 _TOP_LEVEL_UNSUPPORTED = {
     "input_resources": "resources",
     "output_resources": "resources",
@@ -858,14 +819,16 @@ def parse(text: str, source: str = "<config>", environ: Mapping[str, str] | None
     """Validate a config text; raise ``ConfigError`` listing every problem found."""
     text, problems = substitute_env(text, os.environ if environ is None else environ)
     try:
-        lines, dup_problems = _line_map(text)
-        data = yaml.safe_load(text)
+        doc = parse_document(text, source)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         line = mark.line + 1 if mark is not None else 0
         reason = getattr(exc, "problem", None) or str(exc)
         raise ConfigError([*problems, Problem("", line, f"invalid YAML: {reason}")], source) from exc
-    problems += dup_problems
+    except ConfigError as exc:  # a limit of the document (values, depth, recursive alias)
+        raise ConfigError([*problems, *exc.problems], source) from exc
+    lines, data = doc.lines, doc.data
+    problems += doc.problems
     if data is None:
         data = {}
     component = _component_problems(data, lines)

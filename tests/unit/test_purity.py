@@ -20,6 +20,7 @@ PURE = (
     "bridge.router",
     "bridge.errors",
     "bridge.localfiles",
+    "bridge.yamldoc",
 )
 CLIENTS = ("aiokafka", "nats")
 
