@@ -10,7 +10,7 @@ connects. ``lint`` runs exactly this path.
 Hostile input is bounded: the file is at most 1 MiB and credential files named by the config
 must be regular files of at most 1 MiB (``bridge.localfiles``, checked here so that ``lint`` reports
 them); the YAML may hold at most 50,000 values once aliases are expanded, nested at most 64 deep
-(``bridge.yamldoc``).
+(``bridge.yamldoc``); a ``${! ... }`` query at most 64 deep (``bridge.interpolation``).
 
 After ``load()`` returns, nothing reads files or the environment again: the tree is immutable.
 Pure module: imports neither aiokafka nor nats.
