@@ -12,6 +12,11 @@ must be regular files of at most 1 MiB (``bridge.localfiles``, checked here so t
 them); the YAML may hold at most 50,000 values once aliases are expanded, nested at most 64 deep
 (``bridge.yamldoc``); a ``${! ... }`` query at most 64 deep (``bridge.interpolation``).
 
+Secrets (passwords, tokens, NKey seeds, JWTs, private keys and their passwords, SASL extensions) are
+``SecretStr``: their ``repr`` and ``str`` show stars, and a problem with one never shows its value.
+A secret written as a plain YAML number, boolean or date (``password: 0123``, often from an unquoted
+``${VAR}``) is taken as the text written, as Redpanda Connect takes it.
+
 After ``load()`` returns, nothing reads files or the environment again: the tree is immutable.
 Pure module: imports neither aiokafka nor nats.
 """
@@ -20,14 +25,25 @@ from __future__ import annotations
 
 import os
 import re
+import types
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
+from functools import cache
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, Union, get_args, get_origin
 from urllib.parse import unquote, urlsplit
 
 import yaml
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, model_validator
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationError,
+    model_validator,
+)
+from pydantic_core import PydanticCustomError
 
 from bridge import localfiles
 from bridge.errors import ConfigError, Problem
@@ -107,6 +123,16 @@ def _split_commas(items: object) -> object:
 
 CommaList = Annotated[tuple[str, ...], BeforeValidator(_split_commas)]
 
+
+def _secret_text(value: object) -> object:
+    """A secret is text. (A plain YAML scalar was already replaced by the text written, in ``parse``.)"""
+    if isinstance(value, str | SecretStr):
+        return value
+    raise PydanticCustomError("secret_type", "expected a string (the value is not shown: it is a secret)")
+
+
+Secret = Annotated[SecretStr, BeforeValidator(_secret_text)]
+
 # YAML sequences arrive as lists; the frozen tree keeps tuples.
 _AS_TUPLE = BeforeValidator(lambda v: tuple(v) if isinstance(v, list) else v)
 StrList = Annotated[tuple[str, ...], _AS_TUPLE]
@@ -122,10 +148,10 @@ class _Model(BaseModel):
 
 class ClientCert(_Model):
     cert: str = ""
-    key: str = ""
+    key: Secret = SecretStr("")
     cert_file: str = ""
     key_file: str = ""
-    password: str = ""
+    password: Secret = SecretStr("")
 
     @model_validator(mode="after")
     def _one_form(self) -> ClientCert:
@@ -168,9 +194,9 @@ class TLS(_Model):
 class FranzSASL(_Model):
     mechanism: Literal["none", "PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512", "OAUTHBEARER", "AWS_MSK_IAM"]
     username: str = ""
-    password: str = ""
-    token: str = ""
-    extensions: dict[str, str] = Field(default_factory=dict)
+    password: Secret = SecretStr("")
+    token: Secret = SecretStr("")
+    extensions: dict[str, Secret] = Field(default_factory=dict)
 
     @model_validator(mode="after")
     def _complete(self) -> FranzSASL:
@@ -178,7 +204,7 @@ class FranzSASL(_Model):
         return self
 
 
-def _check_sasl(mechanism: str, user: str, token: str, user_field: str, token_field: str) -> None:
+def _check_sasl(mechanism: str, user: str, token: SecretStr, user_field: str, token_field: str) -> None:
     """The fields a SASL mechanism needs (shared by the franz and the sarama spellings)."""
     if mechanism == "AWS_MSK_IAM":
         raise ValueError(
@@ -235,8 +261,8 @@ class RedpandaInput(_FranzFields):
 class SaramaSASL(_Model):
     mechanism: Literal["none", "PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512", "OAUTHBEARER"] = "none"
     user: str = ""
-    password: str = ""
-    access_token: str = ""
+    password: Secret = SecretStr("")
+    access_token: Secret = SecretStr("")
     token_cache: str = ""
     token_key: str = ""
 
@@ -310,13 +336,13 @@ class MetadataFilter(_Model):
 
 class NatsAuth(_Model):
     nkey_file: str | None = None
-    nkey: str | None = None
+    nkey: Secret | None = None
     user_credentials_file: str | None = None
-    user_jwt: str | None = None
-    user_nkey_seed: str | None = None
+    user_jwt: Secret | None = None
+    user_nkey_seed: Secret | None = None
     user: str | None = None
-    password: str | None = None
-    token: str | None = None
+    password: Secret | None = None
+    token: Secret | None = None
 
     @property
     def methods(self) -> list[str]:
@@ -344,7 +370,8 @@ class NatsAuth(_Model):
         if len(methods) > 1:
             raise ValueError(f"configure one authentication method, not {len(methods)}: {', '.join(methods)}")
         for name in ("nkey", "user_nkey_seed"):
-            value = (getattr(self, name) or "").strip()
+            secret: SecretStr | None = getattr(self, name)
+            value = secret.get_secret_value().strip() if secret is not None else ""
             if value and not value.startswith(("S", "P")):
                 hint = ": a value starting with U is a public key" if value.startswith("U") else ""
                 raise ValueError(f"{name} must be an NKey seed (S...) or private key (P...){hint}")
@@ -774,6 +801,74 @@ def _component_problems(data: Any, lines: Mapping[tuple[str | int, ...], int]) -
     return problems
 
 
+# --------------------------------------------------------------------------- secrets
+
+_ANY_INDEX, _ANY_KEY = "[*]", "{*}"  # in a secret's path: any sequence item, any mapping key
+
+
+def _secret_fields(tp: Any, prefix: tuple[str, ...] = ()) -> Iterator[tuple[str, ...]]:
+    """The paths of every ``SecretStr`` under the model type ``tp``, read from the models themselves."""
+    origin, args = get_origin(tp), get_args(tp)
+    if origin is Annotated:
+        yield from _secret_fields(args[0], prefix)
+    elif tp is SecretStr:
+        yield prefix
+    elif isinstance(tp, type) and issubclass(tp, BaseModel):
+        for name, field in tp.model_fields.items():
+            yield from _secret_fields(field.annotation, (*prefix, name))
+    elif origin in (Union, types.UnionType):
+        for arg in args:
+            yield from _secret_fields(arg, prefix)
+    elif origin in (tuple, list):
+        yield from _secret_fields(args[0], (*prefix, _ANY_INDEX))
+    elif origin is dict:
+        yield from _secret_fields(args[1], (*prefix, _ANY_KEY))
+
+
+@cache
+def secret_paths() -> tuple[tuple[str, ...], ...]:
+    """Every secret field of a config, ``[*]`` / ``{*}`` standing for any item / key."""
+    return tuple(_secret_fields(Config))
+
+
+def _matches(part: str | int, pattern: str) -> bool:
+    if pattern == _ANY_INDEX:
+        return isinstance(part, int)
+    return pattern == _ANY_KEY or part == pattern
+
+
+def is_secret(loc: tuple[str | int, ...]) -> bool:
+    """Whether a value at ``loc`` is a secret, or holds only secrets (``sasl[0].extensions``)."""
+    for pattern in secret_paths():
+        n = min(len(loc), len(pattern))
+        if not all(_matches(loc[i], pattern[i]) for i in range(n)):
+            continue
+        if len(loc) >= len(pattern) or all(p in (_ANY_INDEX, _ANY_KEY) for p in pattern[len(loc) :]):
+            return True
+    return False
+
+
+def _secret_text_as_written(data: Any, raw: Mapping[tuple[str | int, ...], str]) -> None:
+    """Replace each secret that YAML read as a number, boolean or date by the text written there."""
+    for pattern in secret_paths():
+        stack: list[tuple[Any, tuple[str | int, ...], int]] = [(data, (), 0)]
+        while stack:
+            node, path, depth = stack.pop()
+            step = pattern[depth]
+            if isinstance(node, dict):
+                items = [(k, v) for k, v in node.items() if _matches(str(k), step) or step == _ANY_KEY]
+            elif isinstance(node, list) and step == _ANY_INDEX:
+                items = list(enumerate(node))
+            else:
+                continue
+            for key, value in items:
+                sub = (*path, key if isinstance(key, int) and isinstance(node, list) else str(key))
+                if depth + 1 < len(pattern):
+                    stack.append((value, sub, depth + 1))
+                elif not isinstance(value, str) and sub in raw:
+                    node[key] = raw[sub]
+
+
 def _pydantic_problems(exc: ValidationError, lines: Mapping[tuple[str | int, ...], int]) -> list[Problem]:
     problems: list[Problem] = []
     for err in exc.errors(include_url=False):
@@ -791,6 +886,7 @@ def _pydantic_problems(exc: ValidationError, lines: Mapping[tuple[str | int, ...
                 "input" in err
                 and kind not in ("value_error", "assertion_error")
                 and not isinstance(err["input"], dict)
+                and not is_secret(loc)
             ):
                 message += f" (got {err['input']!r})"
         problems.append(Problem(_dotted(loc), _line_for(lines, loc), message))
@@ -823,7 +919,8 @@ def parse(text: str, source: str = "<config>", environ: Mapping[str, str] | None
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         line = mark.line + 1 if mark is not None else 0
-        reason = getattr(exc, "problem", None) or str(exc)
+        # never str(exc): PyYAML's message quotes the offending line, which may hold a secret
+        reason = getattr(exc, "problem", None) or type(exc).__name__
         raise ConfigError([*problems, Problem("", line, f"invalid YAML: {reason}")], source) from exc
     except ConfigError as exc:  # a limit of the document (values, depth, recursive alias)
         raise ConfigError([*problems, *exc.problems], source) from exc
@@ -836,6 +933,7 @@ def parse(text: str, source: str = "<config>", environ: Mapping[str, str] | None
     if problems and any(p.message.startswith("the config must be") for p in problems):
         raise ConfigError(problems, source)
     cleaned = {k: v for k, v in data.items() if k not in _TOP_LEVEL_UNSUPPORTED}
+    _secret_text_as_written(cleaned, doc.raw)
     try:
         config = Config.model_validate(cleaned)
     except ValidationError as exc:

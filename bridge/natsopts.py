@@ -104,8 +104,8 @@ def ssl_context(tls: TLS, where: str = f"{OUTPUT}.tls") -> ssl.SSLContext | None
             cert_pem = _read_bytes(cert.cert_file, f"{path}.cert_file")
             key_pem = _read_bytes(cert.key_file, f"{path}.key_file")
         else:
-            cert_pem, key_pem = cert.cert.encode(), cert.key.encode()
-        _load_pem_chain(ctx, cert_pem, key_pem, cert.password, path)
+            cert_pem, key_pem = cert.cert.encode(), cert.key.get_secret_value().encode()
+        _load_pem_chain(ctx, cert_pem, key_pem, cert.password.get_secret_value(), path)
     return ctx
 
 
@@ -241,7 +241,8 @@ def auth_options(auth: NatsAuth) -> dict[str, Any]:
             )
         return {"user_credentials": auth.user_credentials_file}
     if auth.user_jwt and auth.user_nkey_seed:
-        jwt_cb, sig_cb = _jwt_callbacks(auth.user_jwt, _seed(auth.user_nkey_seed, f"{where}.user_nkey_seed"))
+        seed = _seed(auth.user_nkey_seed.get_secret_value(), f"{where}.user_nkey_seed")
+        jwt_cb, sig_cb = _jwt_callbacks(auth.user_jwt.get_secret_value(), seed)
         return {"user_jwt_cb": jwt_cb, "signature_cb": sig_cb}
     if auth.nkey_file:
         # a bare seed, or a decorated file with the seed on a line of its own (as Go reads it)
@@ -250,11 +251,11 @@ def auth_options(auth: NatsAuth) -> dict[str, Any]:
             raise _problem(f"{where}.nkey_file", f"no NKey seed in {auth.nkey_file!r}")
         return {"nkeys_seed_str": _seed(found.group(1), f"{where}.nkey_file")}
     if auth.nkey:
-        return {"nkeys_seed_str": _seed(auth.nkey, f"{where}.nkey")}
+        return {"nkeys_seed_str": _seed(auth.nkey.get_secret_value(), f"{where}.nkey")}
     if auth.user:
-        return {"user": auth.user, "password": auth.password or ""}
+        return {"user": auth.user, "password": auth.password.get_secret_value() if auth.password else ""}
     if auth.token:
-        return {"token": auth.token}
+        return {"token": auth.token.get_secret_value()}
     return {}
 
 
