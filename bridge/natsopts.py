@@ -259,17 +259,24 @@ def auth_options(auth: NatsAuth) -> dict[str, Any]:
     return {}
 
 
+def _with_scheme(url: str) -> str:
+    """``host:4222`` → ``nats://host:4222``, as nats-py reads it; and so that every URL printed is one
+    ``bridge.log.redact_text`` recognizes (``token@host`` alone could be an e-mail address)."""
+    return url if "://" in url else f"nats://{url}"
+
+
 def split_url_credentials(urls: tuple[str, ...]) -> tuple[list[str], dict[str, Any]]:
     """URLs without their credentials, and those credentials as ``nats.connect`` options, when every
-    URL carries the same ones; otherwise the URLs unchanged (nats-py then sends each URL's own)."""
+    URL carries the same ones; otherwise the URLs as given (nats-py then sends each URL's own). Either
+    way each URL has a scheme."""
     found = {url_credentials(url) for url in urls}
     if len(found) != 1 or None in found:
-        return list(urls), {}
+        return [_with_scheme(url) for url in urls], {}
     creds = found.pop()
     assert creds is not None
     stripped = []
     for url in urls:
-        parts = urlsplit(url if "://" in url else f"nats://{url}")
+        parts = urlsplit(_with_scheme(url))
         stripped.append(urlunsplit(parts._replace(netloc=parts.netloc.rpartition("@")[2])))
     user, password = creds
     return stripped, ({"token": user} if password is None else {"user": user, "password": password})

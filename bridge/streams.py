@@ -36,7 +36,7 @@ from bridge import retry
 from bridge.config import Loaded, StreamSection
 from bridge.errors import AuthError, BridgeError, ExitCode, NatsUnavailable
 from bridge.log import redact_text
-from bridge.natsopts import connect_options
+from bridge.natsopts import connect_options, split_url_credentials
 
 log = structlog.get_logger("bridge.streams")
 
@@ -303,7 +303,7 @@ async def ensure(loaded: Loaded, *, patient: bool = False) -> Ensured:
     if not patient:
         async with admin_connection(loaded) as nc:
             return await ensure_with(nc, loaded)
-    servers = redact_text(",".join(loaded.output.urls))
+    servers = redact_text(",".join(split_url_credentials(loaded.output.urls)[0]))
     policy = retry.nats_connect(loaded.output.max_reconnects, loaded.config.bridge.reconnect_wait, servers)
     async for attempt in policy:
         with attempt:

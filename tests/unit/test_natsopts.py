@@ -104,8 +104,19 @@ def test_max_reconnects_is_an_int_or_unset() -> None:
         # different credentials per URL (or some without): kept in the URLs, nats-py sends each its own
         (("nats://u:p@a:1", "nats://v:q@b:2"), ["nats://u:p@a:1", "nats://v:q@b:2"], {}),
         (("nats://u:p@a:1", "nats://b:2"), ["nats://u:p@a:1", "nats://b:2"], {}),
+        # every URL gets a scheme, so that bridge.log.redact_text recognizes it when it is printed
+        (("tok@a", "b:2"), ["nats://tok@a", "nats://b:2"], {}),
     ],
-    ids=["user-password", "token", "percent-encoded", "no-scheme", "none", "differing", "partial"],
+    ids=[
+        "user-password",
+        "token",
+        "percent-encoded",
+        "no-scheme",
+        "none",
+        "differing",
+        "partial",
+        "partial-no-scheme",
+    ],
 )
 def test_url_credentials_move_out_of_the_urls(urls: tuple[str, ...], servers: list[str], auth: dict) -> None:
     assert split_url_credentials(urls) == (servers, auth)
