@@ -23,6 +23,7 @@ Pure module: imports neither aiokafka nor nats.
 
 from __future__ import annotations
 
+import math
 import os
 import re
 import types
@@ -58,14 +59,23 @@ from bridge.yamldoc import parse_document
 
 _DURATION_PART = re.compile(r"(\d+(?:\.\d*)?|\.\d+)(ns|us|µs|ms|s|m|h)")
 _DURATION_UNITS = {"ns": 1e-9, "us": 1e-6, "µs": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0, "h": 3600.0}
+_MAX_DURATION = (2**63 - 1) / 1e9  # Go's time.Duration: int64 nanoseconds, about 292 years
 
 
 def parse_duration(value: object) -> float:
-    """A Go duration string (``"5s"``, ``"1m30s"``, ``"250ms"``) → seconds. Plain numbers are seconds."""
+    """A Go duration string (``"5s"``, ``"1m30s"``, ``"250ms"``) → seconds. Plain numbers are seconds.
+    At most Go's largest duration (about 292 years), as Redpanda Connect refuses longer ones."""
+    seconds = _duration(value)
+    if not abs(seconds) <= _MAX_DURATION:  # NaN too
+        raise ValueError(f"duration {str(value)[:40]!r} is out of range (at most 2562047h47m16s)")
+    return seconds
+
+
+def _duration(value: object) -> float:
     if isinstance(value, bool):
         raise ValueError("expected a duration such as '5s'")
     if isinstance(value, int | float):
-        return float(value)
+        return float(value) if abs(value) <= _MAX_DURATION else math.inf
     if not isinstance(value, str):
         raise ValueError("expected a duration such as '5s'")
     text = value.strip()
@@ -99,7 +109,10 @@ def parse_size(value: object) -> int:
     number, prefix, binary, _ = match.groups()
     power = " kmgt".index(prefix.lower()) if prefix else 0
     base = 1024 if binary else 1000
-    return int(float(number) * base**power)
+    size = float(number) * base**power
+    if not size < 2**64:  # go-humanize: "too large" past an unsigned 64-bit number
+        raise ValueError(f"byte size {value[:40]!r} is too large")
+    return int(size)
 
 
 Duration = Annotated[float, BeforeValidator(parse_duration)]
