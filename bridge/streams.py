@@ -195,7 +195,8 @@ def planned_update(
 @asynccontextmanager
 async def admin_connection(loaded: Loaded) -> AsyncIterator[NatsClient]:
     """A short-lived NATS connection made like the sink's (URLs, TLS, auth), closed on exit."""
-    opts = connect_options(loaded.output, loaded.config.output.label or "kafka-jetstream-bridge")
+    # checked: TLS material or credentials that do not load are a ConfigError, not a plain connection
+    opts = connect_options(loaded.output, loaded.config.output.label or "kafka-jetstream-bridge").checked()
     servers = redact_text(",".join(opts.get("servers", [])))
     last: list[BaseException] = []
 
