@@ -5,6 +5,9 @@ Exit codes (``bridge.errors.ExitCode``): 0 done; 1 a delivery failed or a partit
 2 the config or the command line is invalid (nothing connected); 3 a broker was unreachable or
 refused the credentials (nothing committed); 130 a second signal ended the run at once.
 
+Every line the commands print (results, errors, logs, tracebacks) passes through
+``bridge.log.redact_text``: ``main`` installs ``bridge.log.guard_output`` before anything else.
+
 The first SIGTERM/SIGINT stops fetching, waits for the in-flight acks, commits and exits 0. A
 second one exits at once: uncommitted records are simply read again by the next run and dropped
 by JetStream as duplicates.
@@ -340,6 +343,7 @@ def cmd_backfill(path: str, start: str, as_json: bool, workers: int | None = Non
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    log_mod.guard_output()  # every line printed from here on: credentials in URLs masked (bridge.log)
     args = _parser().parse_args(argv)
     if args.command == "lint":
         return cmd_lint(args.files)

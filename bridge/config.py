@@ -7,40 +7,75 @@ extension), compiling every ``${! ... }`` template once, recognizing ``inject_tr
 (``bridge.tracing``), and reporting *every* problem with its dotted path and line before anything
 connects. ``lint`` runs exactly this path.
 
+Hostile input is bounded: the file is at most 1 MiB and credential files named by the config
+must be regular files of at most 1 MiB (``bridge.localfiles``, checked here so that ``lint`` reports
+them); the YAML may hold at most 50,000 values once aliases are expanded, nested at most 64 deep
+(``bridge.yamldoc``); a ``${! ... }`` query at most 64 deep (``bridge.interpolation``).
+
+Secrets (passwords, tokens, NKey seeds, JWTs, private keys and their passwords, SASL extensions) are
+``SecretStr``: their ``repr`` and ``str`` show stars, and a problem with one never shows its value.
+A secret written as a plain YAML number, boolean or date (``password: 0123``, often from an unquoted
+``${VAR}``) is taken as the text written, as Redpanda Connect takes it.
+
 After ``load()`` returns, nothing reads files or the environment again: the tree is immutable.
 Pure module: imports neither aiokafka nor nats.
 """
 
 from __future__ import annotations
 
+import math
 import os
 import re
-from collections.abc import Mapping
+import types
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
+from functools import cache
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, Union, get_args, get_origin
 from urllib.parse import unquote, urlsplit
 
 import yaml
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, model_validator
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationError,
+    model_validator,
+)
+from pydantic_core import PydanticCustomError
 
+from bridge import localfiles
 from bridge.errors import ConfigError, Problem
 from bridge.interpolation import Template, TemplateSyntaxError
 from bridge.tracing import TracingMap, parse_mapping
 from bridge.wire import header_name_problem
+from bridge.yamldoc import dotted as _dotted
+from bridge.yamldoc import line_for as _line_for
+from bridge.yamldoc import parse_document
 
 # --------------------------------------------------------------------------- scalar parsers
 
 _DURATION_PART = re.compile(r"(\d+(?:\.\d*)?|\.\d+)(ns|us|µs|ms|s|m|h)")
 _DURATION_UNITS = {"ns": 1e-9, "us": 1e-6, "µs": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0, "h": 3600.0}
+_MAX_DURATION = (2**63 - 1) / 1e9  # Go's time.Duration: int64 nanoseconds, about 292 years
 
 
 def parse_duration(value: object) -> float:
-    """A Go duration string (``"5s"``, ``"1m30s"``, ``"250ms"``) → seconds. Plain numbers are seconds."""
+    """A Go duration string (``"5s"``, ``"1m30s"``, ``"250ms"``) → seconds. Plain numbers are seconds.
+    At most Go's largest duration (about 292 years), as Redpanda Connect refuses longer ones."""
+    seconds = _duration(value)
+    if not abs(seconds) <= _MAX_DURATION:  # NaN too
+        raise ValueError(f"duration {str(value)[:40]!r} is out of range (at most 2562047h47m16s)")
+    return seconds
+
+
+def _duration(value: object) -> float:
     if isinstance(value, bool):
         raise ValueError("expected a duration such as '5s'")
     if isinstance(value, int | float):
-        return float(value)
+        return float(value) if abs(value) <= _MAX_DURATION else math.inf
     if not isinstance(value, str):
         raise ValueError("expected a duration such as '5s'")
     text = value.strip()
@@ -74,7 +109,10 @@ def parse_size(value: object) -> int:
     number, prefix, binary, _ = match.groups()
     power = " kmgt".index(prefix.lower()) if prefix else 0
     base = 1024 if binary else 1000
-    return int(float(number) * base**power)
+    size = float(number) * base**power
+    if not size < 2**64:  # go-humanize: "too large" past an unsigned 64-bit number
+        raise ValueError(f"byte size {value[:40]!r} is too large")
+    return int(size)
 
 
 Duration = Annotated[float, BeforeValidator(parse_duration)]
@@ -98,6 +136,16 @@ def _split_commas(items: object) -> object:
 
 CommaList = Annotated[tuple[str, ...], BeforeValidator(_split_commas)]
 
+
+def _secret_text(value: object) -> object:
+    """A secret is text. (A plain YAML scalar was already replaced by the text written, in ``parse``.)"""
+    if isinstance(value, str | SecretStr):
+        return value
+    raise PydanticCustomError("secret_type", "expected a string (the value is not shown: it is a secret)")
+
+
+Secret = Annotated[SecretStr, BeforeValidator(_secret_text)]
+
 # YAML sequences arrive as lists; the frozen tree keeps tuples.
 _AS_TUPLE = BeforeValidator(lambda v: tuple(v) if isinstance(v, list) else v)
 StrList = Annotated[tuple[str, ...], _AS_TUPLE]
@@ -113,10 +161,10 @@ class _Model(BaseModel):
 
 class ClientCert(_Model):
     cert: str = ""
-    key: str = ""
+    key: Secret = SecretStr("")
     cert_file: str = ""
     key_file: str = ""
-    password: str = ""
+    password: Secret = SecretStr("")
 
     @model_validator(mode="after")
     def _one_form(self) -> ClientCert:
@@ -159,9 +207,9 @@ class TLS(_Model):
 class FranzSASL(_Model):
     mechanism: Literal["none", "PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512", "OAUTHBEARER", "AWS_MSK_IAM"]
     username: str = ""
-    password: str = ""
-    token: str = ""
-    extensions: dict[str, str] = Field(default_factory=dict)
+    password: Secret = SecretStr("")
+    token: Secret = SecretStr("")
+    extensions: dict[str, Secret] = Field(default_factory=dict)
 
     @model_validator(mode="after")
     def _complete(self) -> FranzSASL:
@@ -169,7 +217,7 @@ class FranzSASL(_Model):
         return self
 
 
-def _check_sasl(mechanism: str, user: str, token: str, user_field: str, token_field: str) -> None:
+def _check_sasl(mechanism: str, user: str, token: SecretStr, user_field: str, token_field: str) -> None:
     """The fields a SASL mechanism needs (shared by the franz and the sarama spellings)."""
     if mechanism == "AWS_MSK_IAM":
         raise ValueError(
@@ -226,8 +274,8 @@ class RedpandaInput(_FranzFields):
 class SaramaSASL(_Model):
     mechanism: Literal["none", "PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512", "OAUTHBEARER"] = "none"
     user: str = ""
-    password: str = ""
-    access_token: str = ""
+    password: Secret = SecretStr("")
+    access_token: Secret = SecretStr("")
     token_cache: str = ""
     token_key: str = ""
 
@@ -301,13 +349,13 @@ class MetadataFilter(_Model):
 
 class NatsAuth(_Model):
     nkey_file: str | None = None
-    nkey: str | None = None
+    nkey: Secret | None = None
     user_credentials_file: str | None = None
-    user_jwt: str | None = None
-    user_nkey_seed: str | None = None
+    user_jwt: Secret | None = None
+    user_nkey_seed: Secret | None = None
     user: str | None = None
-    password: str | None = None
-    token: str | None = None
+    password: Secret | None = None
+    token: Secret | None = None
 
     @property
     def methods(self) -> list[str]:
@@ -335,7 +383,8 @@ class NatsAuth(_Model):
         if len(methods) > 1:
             raise ValueError(f"configure one authentication method, not {len(methods)}: {', '.join(methods)}")
         for name in ("nkey", "user_nkey_seed"):
-            value = (getattr(self, name) or "").strip()
+            secret: SecretStr | None = getattr(self, name)
+            value = secret.get_secret_value().strip() if secret is not None else ""
             if value and not value.startswith(("S", "P")):
                 hint = ": a value starting with U is a public key" if value.startswith("U") else ""
                 raise ValueError(f"{name} must be an NKey seed (S...) or private key (P...){hint}")
@@ -716,49 +765,6 @@ def substitute_env(text: str, environ: Mapping[str, str]) -> tuple[str, list[Pro
     return _ENV_REF.sub(repl, text), problems
 
 
-def _line_map(text: str) -> tuple[dict[tuple[str | int, ...], int], list[Problem]]:
-    """Path → 1-based line of every key and item, from PyYAML's node marks; duplicate keys are problems."""
-    lines: dict[tuple[str | int, ...], int] = {}
-    problems: list[Problem] = []
-    root = yaml.compose(text, Loader=yaml.SafeLoader)
-
-    def walk(node: yaml.Node, path: tuple[str | int, ...]) -> None:
-        if isinstance(node, yaml.MappingNode):
-            seen: set[str] = set()
-            for key, value in node.value:
-                name = str(key.value)
-                sub = (*path, name)
-                if name in seen:
-                    problems.append(Problem(_dotted(sub), key.start_mark.line + 1, "duplicate key"))
-                seen.add(name)
-                lines[sub] = key.start_mark.line + 1
-                walk(value, sub)
-        elif isinstance(node, yaml.SequenceNode):
-            for i, item in enumerate(node.value):
-                lines[(*path, i)] = item.start_mark.line + 1
-                walk(item, (*path, i))
-
-    if root is not None:
-        lines[()] = root.start_mark.line + 1
-        walk(root, ())
-    return lines, problems
-
-
-def _dotted(path: tuple[str | int, ...]) -> str:
-    out = ""
-    for part in path:
-        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else part)
-    return out
-
-
-def _line_for(lines: Mapping[tuple[str | int, ...], int], path: tuple[str | int, ...]) -> int:
-    while path:
-        if path in lines:
-            return lines[path]
-        path = path[:-1]
-    return lines.get((), 0)
-
-
 _TOP_LEVEL_UNSUPPORTED = {
     "input_resources": "resources",
     "output_resources": "resources",
@@ -810,6 +816,74 @@ def _component_problems(data: Any, lines: Mapping[tuple[str | int, ...], int]) -
     return problems
 
 
+# --------------------------------------------------------------------------- secrets
+
+_ANY_INDEX, _ANY_KEY = "[*]", "{*}"  # in a secret's path: any sequence item, any mapping key
+
+
+def _secret_fields(tp: Any, prefix: tuple[str, ...] = ()) -> Iterator[tuple[str, ...]]:
+    """The paths of every ``SecretStr`` under the model type ``tp``, read from the models themselves."""
+    origin, args = get_origin(tp), get_args(tp)
+    if origin is Annotated:
+        yield from _secret_fields(args[0], prefix)
+    elif tp is SecretStr:
+        yield prefix
+    elif isinstance(tp, type) and issubclass(tp, BaseModel):
+        for name, field in tp.model_fields.items():
+            yield from _secret_fields(field.annotation, (*prefix, name))
+    elif origin in (Union, types.UnionType):
+        for arg in args:
+            yield from _secret_fields(arg, prefix)
+    elif origin in (tuple, list):
+        yield from _secret_fields(args[0], (*prefix, _ANY_INDEX))
+    elif origin is dict:
+        yield from _secret_fields(args[1], (*prefix, _ANY_KEY))
+
+
+@cache
+def secret_paths() -> tuple[tuple[str, ...], ...]:
+    """Every secret field of a config, ``[*]`` / ``{*}`` standing for any item / key."""
+    return tuple(_secret_fields(Config))
+
+
+def _matches(part: str | int, pattern: str) -> bool:
+    if pattern == _ANY_INDEX:
+        return isinstance(part, int)
+    return pattern == _ANY_KEY or part == pattern
+
+
+def is_secret(loc: tuple[str | int, ...]) -> bool:
+    """Whether a value at ``loc`` is a secret, or holds only secrets (``sasl[0].extensions``)."""
+    for pattern in secret_paths():
+        n = min(len(loc), len(pattern))
+        if not all(_matches(loc[i], pattern[i]) for i in range(n)):
+            continue
+        if len(loc) >= len(pattern) or all(p in (_ANY_INDEX, _ANY_KEY) for p in pattern[len(loc) :]):
+            return True
+    return False
+
+
+def _secret_text_as_written(data: Any, raw: Mapping[tuple[str | int, ...], str]) -> None:
+    """Replace each secret that YAML read as a number, boolean or date by the text written there."""
+    for pattern in secret_paths():
+        stack: list[tuple[Any, tuple[str | int, ...], int]] = [(data, (), 0)]
+        while stack:
+            node, path, depth = stack.pop()
+            step = pattern[depth]
+            if isinstance(node, dict):
+                items = [(k, v) for k, v in node.items() if _matches(str(k), step) or step == _ANY_KEY]
+            elif isinstance(node, list) and step == _ANY_INDEX:
+                items = list(enumerate(node))
+            else:
+                continue
+            for key, value in items:
+                sub = (*path, key if isinstance(key, int) and isinstance(node, list) else str(key))
+                if depth + 1 < len(pattern):
+                    stack.append((value, sub, depth + 1))
+                elif not isinstance(value, str) and sub in raw:
+                    node[key] = raw[sub]
+
+
 def _pydantic_problems(exc: ValidationError, lines: Mapping[tuple[str | int, ...], int]) -> list[Problem]:
     problems: list[Problem] = []
     for err in exc.errors(include_url=False):
@@ -827,6 +901,7 @@ def _pydantic_problems(exc: ValidationError, lines: Mapping[tuple[str | int, ...
                 "input" in err
                 and kind not in ("value_error", "assertion_error")
                 and not isinstance(err["input"], dict)
+                and not is_secret(loc)
             ):
                 message += f" (got {err['input']!r})"
         problems.append(Problem(_dotted(loc), _line_for(lines, loc), message))
@@ -855,14 +930,17 @@ def parse(text: str, source: str = "<config>", environ: Mapping[str, str] | None
     """Validate a config text; raise ``ConfigError`` listing every problem found."""
     text, problems = substitute_env(text, os.environ if environ is None else environ)
     try:
-        lines, dup_problems = _line_map(text)
-        data = yaml.safe_load(text)
+        doc = parse_document(text, source)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         line = mark.line + 1 if mark is not None else 0
-        reason = getattr(exc, "problem", None) or str(exc)
+        # never str(exc): PyYAML's message quotes the offending line, which may hold a secret
+        reason = getattr(exc, "problem", None) or type(exc).__name__
         raise ConfigError([*problems, Problem("", line, f"invalid YAML: {reason}")], source) from exc
-    problems += dup_problems
+    except ConfigError as exc:  # a limit of the document (values, depth, recursive alias)
+        raise ConfigError([*problems, *exc.problems], source) from exc
+    lines, data = doc.lines, doc.data
+    problems += doc.problems
     if data is None:
         data = {}
     component = _component_problems(data, lines)
@@ -870,6 +948,7 @@ def parse(text: str, source: str = "<config>", environ: Mapping[str, str] | None
     if problems and any(p.message.startswith("the config must be") for p in problems):
         raise ConfigError(problems, source)
     cleaned = {k: v for k, v in data.items() if k not in _TOP_LEVEL_UNSUPPORTED}
+    _secret_text_as_written(cleaned, doc.raw)
     try:
         config = Config.model_validate(cleaned)
     except ValidationError as exc:
@@ -919,6 +998,7 @@ def parse(text: str, source: str = "<config>", environ: Mapping[str, str] | None
         dead = _compile(
             config.bridge.dead_letter.subject, ("bridge", "dead_letter", "subject"), lines, problems
         )
+    problems += _credential_file_problems(config, lines)
     if problems:
         raise ConfigError(problems, source)
     assert subject is not None
@@ -957,15 +1037,57 @@ def _warnings(
     return out
 
 
+def _tls_files(tls: TLS, base: tuple[str | int, ...]) -> Iterator[tuple[tuple[str | int, ...], str]]:
+    if not tls.enabled:  # Redpanda Connect ignores a tls block that is not enabled; so do we
+        return
+    if tls.root_cas_file:
+        yield (*base, "root_cas_file"), tls.root_cas_file
+    for i, cert in enumerate(tls.client_certs):
+        for name in ("cert_file", "key_file"):
+            value: str = getattr(cert, name)
+            if value:
+                yield (*base, "client_certs", i, name), value
+
+
+def credential_files(config: Config) -> Iterator[tuple[tuple[str | int, ...], str]]:
+    """(path in the config, file name) of every credential file a run will read."""
+    out = config.output.nats_jetstream
+    base = ("output", "nats_jetstream")
+    for name in ("nkey_file", "user_credentials_file"):
+        value: str | None = getattr(out.auth, name)
+        if value:
+            yield (*base, "auth", name), value
+    yield from _tls_files(out.tls, (*base, "tls"))
+    kind = config.input.kind
+    section: _FranzFields | LegacyKafkaInput = getattr(config.input, kind)
+    yield from _tls_files(section.tls, ("input", kind, "tls"))
+
+
+def _credential_file_problems(config: Config, lines: Mapping[tuple[str | int, ...], int]) -> list[Problem]:
+    """Each credential file must be a readable regular file within its size limit (``bridge.localfiles``).
+    Their contents are checked when they are used (``bridge.natsopts``)."""
+    problems: list[Problem] = []
+    for path, name in credential_files(config):
+        try:
+            localfiles.read_credential(name)
+        except localfiles.FileRefused as exc:
+            problems.append(
+                Problem(_dotted(path), _line_for(lines, path), f"cannot read {name!r}: {exc.reason}")
+            )
+    return problems
+
+
 def load(path: str | Path, environ: Mapping[str, str] | None = None) -> Loaded:
-    """Read and validate a config file."""
+    """Read (``bridge.localfiles.read_config``: at most 1 MiB) and validate a config file."""
     p = Path(path)
     try:
-        text = p.read_text(encoding="utf-8")
-    except OSError as exc:
-        raise ConfigError([Problem("", 0, f"cannot read config file: {exc.strerror}")], str(p)) from exc
+        raw = localfiles.read_config(p)
+    except localfiles.FileRefused as exc:
+        raise ConfigError([Problem("", 0, f"cannot read config file: {exc.reason}")], str(p)) from exc
+    try:
+        text = raw.decode("utf-8")
     except UnicodeDecodeError as exc:
-        line = p.read_bytes()[: exc.start].count(b"\n") + 1
+        line = raw[: exc.start].count(b"\n") + 1
         raise ConfigError([Problem("", line, "the file is not valid UTF-8")], str(p)) from exc
     return parse(text, source=str(p), environ=environ)
 

@@ -12,7 +12,11 @@ Template syntax (as Redpanda Connect's field parser):
 - literal text with zero or more ``${! query }`` parts; whitespace inside is insignificant;
 - ``${{! ... }}`` renders literally as ``${! ... }`` (an escape, not a query);
 - everything else is literal, including ``$`` and a plain ``${VAR}``;
-- an unclosed ``${!`` or ``${{!`` is a syntax error.
+- an unclosed ``${!`` or ``${{!`` is a syntax error;
+- a query is at most ``MAX_DEPTH`` (64) levels deep, counting each function, method, ``+`` and
+  literal from the query's root down to its deepest literal (parentheses are not levels): compiling
+  and rendering recurse once per level, so a deeper one (3,000 chained methods, 5,000 nested
+  arguments) would exhaust the interpreter's stack instead of being a syntax error.
 
 The supported Bloblang subset:
 
@@ -63,6 +67,7 @@ from lark.exceptions import UnexpectedCharacters, UnexpectedInput, UnexpectedTok
 from bridge.errors import RecordError
 
 __all__ = [
+    "MAX_DEPTH",
     "InterpolationError",
     "MessageView",
     "Template",
@@ -91,6 +96,9 @@ class MessageView(Protocol):
         ...
 
 
+MAX_DEPTH: Final = 64
+
+
 class TemplateSyntaxError(ValueError):
     """A template that cannot be compiled. ``column`` is the 1-based character offset of the problem."""
 
@@ -98,7 +106,8 @@ class TemplateSyntaxError(ValueError):
         self.message = message
         self.column = column
         self.template = template
-        super().__init__(f"{message} at column {column}: {template}")
+        shown = template if len(template) <= 200 else template[:200] + f"… ({len(template):,} characters)"
+        super().__init__(f"{message} at column {column}: {shown}")
 
 
 class InterpolationError(RecordError):
@@ -140,7 +149,9 @@ class Template:
         """Parse and compile ``text``; raise ``TemplateSyntaxError`` when it is not a valid template."""
         compiler = _Compiler(text)
         parts: list[str | _Node] = []
-        for child in _parse(text).children:
+        tree = _parse(text)
+        _check_depth(tree, text)
+        for child in tree.children:
             if isinstance(child, Tree):  # an interpolation
                 parts.append(compiler.expr(child.children[0]))
             elif child.type == "ESCAPE":  # ${{! x }} is the literal ${! x }
@@ -372,6 +383,32 @@ def _parse(text: str) -> Tree[Token]:
         raise TemplateSyntaxError(_unexpected(text[pos:], set(exc.expected)), pos + 1, text) from None
     except UnexpectedInput as exc:
         raise TemplateSyntaxError(f"invalid template ({exc})", (exc.pos_in_stream or 0) + 1, text) from None
+
+
+def _check_depth(tree: Tree[Token], text: str) -> None:
+    """Refuse a query deeper than ``MAX_DEPTH`` before anything recurses over it (iteratively)."""
+    stack: list[tuple[Tree[Token] | Token, int]] = [(tree, 0)]
+    while stack:
+        node, depth = stack.pop()
+        if not isinstance(node, Tree):
+            continue
+        if depth > MAX_DEPTH + 1:  # the template and interp levels do not count
+            raise TemplateSyntaxError(
+                f"query nested or chained more than {MAX_DEPTH} levels deep", _first_column(node), text
+            )
+        step = 0 if node.data == "args" else 1  # an argument list is not a level of its own
+        stack.extend((child, depth + step) for child in node.children)
+
+
+def _first_column(tree: Tree[Token]) -> int:
+    """The 1-based column of the first token under ``tree``."""
+    node: Tree[Token] | Token = tree
+    while isinstance(node, Tree):
+        tokens = [c for c in node.children if c is not None]
+        if not tokens:
+            return 1
+        node = tokens[0]
+    return (node.start_pos or 0) + 1
 
 
 # -- compiled nodes -------------------------------------------------------------------------------

@@ -29,6 +29,11 @@ TLS, as Go's ``crypto/tls`` reads the same fields:
   by the server (Go's ``RenegotiateFreelyAsClient``) — *secure* renegotiation (RFC 5746) only; legacy
   insecure renegotiation is never allowed, and TLS 1.3 has no renegotiation at all.
 
+Every credential file (``nkey_file``, ``user_credentials_file``, ``root_cas_file``, ``cert_file``,
+``key_file``) is read through ``bridge.localfiles.read_credential``: a regular file of at most 1 MiB,
+never a FIFO or a device, so no path can make the bridge block or read without end. OpenSSL reads
+only private copies of what was read (ssl cannot load certificates or keys from memory).
+
 TLS material or credentials that cannot be used (a missing file, a wrong key password, a malformed
 seed) are a ``ConfigError`` naming the field (exit code 2, nothing connected). ``connect_options`` does
 not raise it (the pipeline builds the options before its run starts): it returns it as
@@ -44,11 +49,12 @@ import os
 import re
 import ssl
 import tempfile
-from collections.abc import Callable
-from pathlib import Path
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
+from bridge import localfiles
 from bridge.config import TLS, JetStreamOutput, NatsAuth, url_credentials
 from bridge.errors import BridgeError, ConfigError, Problem
 
@@ -82,9 +88,9 @@ def ssl_context(tls: TLS, where: str = f"{OUTPUT}.tls") -> ssl.SSLContext | None
         return None
     ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)  # certificate and host name verification on
     if tls.root_cas_file:
-        _load_roots(ctx, f"{where}.root_cas_file", cafile=tls.root_cas_file)
+        _load_roots(ctx, f"{where}.root_cas_file", _read_bytes(tls.root_cas_file, f"{where}.root_cas_file"))
     if tls.root_cas:
-        _load_roots(ctx, f"{where}.root_cas", cadata=tls.root_cas)
+        _load_roots(ctx, f"{where}.root_cas", tls.root_cas.encode())
     if not (tls.root_cas_file or tls.root_cas):
         ctx.load_default_certs(ssl.Purpose.SERVER_AUTH)
     if tls.skip_cert_verify:
@@ -95,55 +101,57 @@ def ssl_context(tls: TLS, where: str = f"{OUTPUT}.tls") -> ssl.SSLContext | None
     for i, cert in enumerate(tls.client_certs):
         path = f"{where}.client_certs[{i}]"
         if cert.cert_file:
-            try:
-                key_text = Path(cert.key_file).read_text(errors="replace")
-            except OSError as exc:
-                raise _problem(f"{path}.key_file", f"cannot read {cert.key_file!r}: {_reason(exc)}") from exc
-            _load_chain(ctx, cert.cert_file, cert.key_file, key_text, cert.password, path)
+            cert_pem = _read_bytes(cert.cert_file, f"{path}.cert_file")
+            key_pem = _read_bytes(cert.key_file, f"{path}.key_file")
         else:
-            _load_inline_chain(ctx, cert.cert, cert.key, cert.password, path)
+            cert_pem, key_pem = cert.cert.encode(), cert.key.get_secret_value().encode()
+        _load_pem_chain(ctx, cert_pem, key_pem, cert.password.get_secret_value(), path)
     return ctx
 
 
-def _load_roots(ctx: ssl.SSLContext, where: str, **source: str) -> None:
-    try:
-        ctx.load_verify_locations(**source)
-    except (OSError, ValueError) as exc:
-        raise _problem(where, f"cannot load root certificates: {_reason(exc)}") from exc
+@contextmanager
+def _private_files(*bodies: bytes) -> Iterator[list[str]]:
+    """``bodies`` in files only this user can read, for the duration of the block: ssl loads
+    certificate chains only from files, and a CA file may hold non-ASCII comments that ``cadata``
+    refuses."""
+    with tempfile.TemporaryDirectory(prefix="kjb-tls-") as tmp:
+        paths = []
+        for i, body in enumerate(bodies):
+            path = os.path.join(tmp, f"{i}.pem")
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            with os.fdopen(fd, "wb") as fh:
+                fh.write(body)
+            paths.append(path)
+        yield paths
 
 
-def _load_chain(
-    ctx: ssl.SSLContext, cert_path: str, key_path: str, key_text: str, password: str, where: str
-) -> None:
+def _load_roots(ctx: ssl.SSLContext, where: str, pem: bytes) -> None:
+    with _private_files(pem) as (path,):
+        try:
+            ctx.load_verify_locations(cafile=path)
+        except (OSError, ValueError) as exc:
+            raise _problem(where, f"cannot load root certificates: {_reason(exc)}") from exc
+
+
+def _load_pem_chain(ctx: ssl.SSLContext, cert_pem: bytes, key_pem: bytes, password: str, where: str) -> None:
+    key_text = key_pem.decode("utf-8", "replace")
     if _encrypted(key_text) and _PBE_MD5_DES in _der_blocks(key_text):
         raise _problem(
             where, "the key is encrypted with the obsolete pbeWithMD5AndDES-CBC, which is not supported"
         )
     # A callable password: OpenSSL must never prompt on the terminal for an encrypted key.
     secret: Callable[[], str] = lambda: password  # noqa: E731
-    try:
-        ctx.load_cert_chain(cert_path, key_path, password=secret)
-    except FileNotFoundError as exc:
-        raise _problem(where, f"cannot read {exc.filename!r}: {_reason(exc)}") from exc
-    except (OSError, ssl.SSLError, ValueError) as exc:
-        if _encrypted(key_text) and not password:
-            reason = "the private key is encrypted: set password"
-        elif _encrypted(key_text):
-            reason = "cannot decrypt the private key with this password"
-        else:
-            reason = f"the certificate and key do not load or do not match ({_reason(exc)})"
-        raise _problem(where, reason) from exc
-
-
-def _load_inline_chain(ctx: ssl.SSLContext, cert: str, key: str, password: str, where: str) -> None:
-    # ssl can only read certificate chains from files: write them to private temp files briefly.
-    with tempfile.TemporaryDirectory(prefix="kjb-tls-") as tmp:
-        cert_path, key_path = Path(tmp, "cert.pem"), Path(tmp, "key.pem")
-        for path, body in ((cert_path, cert), (key_path, key)):
-            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-            with os.fdopen(fd, "w") as fh:
-                fh.write(body)
-        _load_chain(ctx, str(cert_path), str(key_path), key, password, where)
+    with _private_files(cert_pem, key_pem) as (cert_path, key_path):
+        try:
+            ctx.load_cert_chain(cert_path, key_path, password=secret)
+        except (OSError, ssl.SSLError, ValueError) as exc:
+            if _encrypted(key_text) and not password:
+                reason = "the private key is encrypted: set password"
+            elif _encrypted(key_text):
+                reason = "cannot decrypt the private key with this password"
+            else:
+                reason = f"the certificate and key do not load or do not match ({_reason(exc)})"
+            raise _problem(where, reason) from exc
 
 
 def _encrypted(key_text: str) -> bool:
@@ -189,11 +197,15 @@ def _seed(value: str, where: str) -> str:
     return value
 
 
-def _read(path: str, where: str) -> str:
+def _read_bytes(path: str, where: str) -> bytes:
     try:
-        return Path(path).read_text(errors="replace")
-    except OSError as exc:
-        raise _problem(where, f"cannot read {path!r}: {_reason(exc)}") from exc
+        return localfiles.read_credential(path)
+    except localfiles.FileRefused as exc:
+        raise _problem(where, f"cannot read {path!r}: {exc.reason}") from exc
+
+
+def _read(path: str, where: str) -> str:
+    return _read_bytes(path, where).decode("utf-8", "replace")
 
 
 _SEED_LINE = re.compile(r"^\s*(S[A-Z2-7]{55,})\s*$", re.MULTILINE)
@@ -229,7 +241,8 @@ def auth_options(auth: NatsAuth) -> dict[str, Any]:
             )
         return {"user_credentials": auth.user_credentials_file}
     if auth.user_jwt and auth.user_nkey_seed:
-        jwt_cb, sig_cb = _jwt_callbacks(auth.user_jwt, _seed(auth.user_nkey_seed, f"{where}.user_nkey_seed"))
+        seed = _seed(auth.user_nkey_seed.get_secret_value(), f"{where}.user_nkey_seed")
+        jwt_cb, sig_cb = _jwt_callbacks(auth.user_jwt.get_secret_value(), seed)
         return {"user_jwt_cb": jwt_cb, "signature_cb": sig_cb}
     if auth.nkey_file:
         # a bare seed, or a decorated file with the seed on a line of its own (as Go reads it)
@@ -238,25 +251,32 @@ def auth_options(auth: NatsAuth) -> dict[str, Any]:
             raise _problem(f"{where}.nkey_file", f"no NKey seed in {auth.nkey_file!r}")
         return {"nkeys_seed_str": _seed(found.group(1), f"{where}.nkey_file")}
     if auth.nkey:
-        return {"nkeys_seed_str": _seed(auth.nkey, f"{where}.nkey")}
+        return {"nkeys_seed_str": _seed(auth.nkey.get_secret_value(), f"{where}.nkey")}
     if auth.user:
-        return {"user": auth.user, "password": auth.password or ""}
+        return {"user": auth.user, "password": auth.password.get_secret_value() if auth.password else ""}
     if auth.token:
-        return {"token": auth.token}
+        return {"token": auth.token.get_secret_value()}
     return {}
+
+
+def _with_scheme(url: str) -> str:
+    """``host:4222`` → ``nats://host:4222``, as nats-py reads it; and so that every URL printed is one
+    ``bridge.log.redact_text`` recognizes (``token@host`` alone could be an e-mail address)."""
+    return url if "://" in url else f"nats://{url}"
 
 
 def split_url_credentials(urls: tuple[str, ...]) -> tuple[list[str], dict[str, Any]]:
     """URLs without their credentials, and those credentials as ``nats.connect`` options, when every
-    URL carries the same ones; otherwise the URLs unchanged (nats-py then sends each URL's own)."""
+    URL carries the same ones; otherwise the URLs as given (nats-py then sends each URL's own). Either
+    way each URL has a scheme."""
     found = {url_credentials(url) for url in urls}
     if len(found) != 1 or None in found:
-        return list(urls), {}
+        return [_with_scheme(url) for url in urls], {}
     creds = found.pop()
     assert creds is not None
     stripped = []
     for url in urls:
-        parts = urlsplit(url if "://" in url else f"nats://{url}")
+        parts = urlsplit(_with_scheme(url))
         stripped.append(urlunsplit(parts._replace(netloc=parts.netloc.rpartition("@")[2])))
     user, password = creds
     return stripped, ({"token": user} if password is None else {"user": user, "password": password})

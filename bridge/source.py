@@ -161,10 +161,11 @@ class KafkaSource:
             opts["security_protocol"] = "SASL_SSL" if ctx is not None else "SASL_PLAINTEXT"
             opts["sasl_mechanism"] = s.sasl.mechanism
             if s.sasl.mechanism == "OAUTHBEARER":
-                opts["sasl_oauth_token_provider"] = _StaticToken(s.sasl.token, s.sasl.extensions)
+                extensions = {k: v.get_secret_value() for k, v in s.sasl.extensions.items()}
+                opts["sasl_oauth_token_provider"] = _StaticToken(s.sasl.token.get_secret_value(), extensions)
             else:
                 opts["sasl_plain_username"] = s.sasl.username
-                opts["sasl_plain_password"] = s.sasl.password
+                opts["sasl_plain_password"] = s.sasl.password.get_secret_value()
         elif ctx is not None:
             opts["security_protocol"] = "SSL"
         return opts

@@ -36,7 +36,7 @@ from bridge import retry
 from bridge.config import Loaded, StreamSection
 from bridge.errors import AuthError, BridgeError, ExitCode, NatsUnavailable
 from bridge.log import redact_text
-from bridge.natsopts import connect_options
+from bridge.natsopts import connect_options, split_url_credentials
 
 log = structlog.get_logger("bridge.streams")
 
@@ -195,7 +195,8 @@ def planned_update(
 @asynccontextmanager
 async def admin_connection(loaded: Loaded) -> AsyncIterator[NatsClient]:
     """A short-lived NATS connection made like the sink's (URLs, TLS, auth), closed on exit."""
-    opts = connect_options(loaded.output, loaded.config.output.label or "kafka-jetstream-bridge")
+    # checked: TLS material or credentials that do not load are a ConfigError, not a plain connection
+    opts = connect_options(loaded.output, loaded.config.output.label or "kafka-jetstream-bridge").checked()
     servers = redact_text(",".join(opts.get("servers", [])))
     last: list[BaseException] = []
 
@@ -303,7 +304,7 @@ async def ensure(loaded: Loaded, *, patient: bool = False) -> Ensured:
     if not patient:
         async with admin_connection(loaded) as nc:
             return await ensure_with(nc, loaded)
-    servers = redact_text(",".join(loaded.output.urls))
+    servers = redact_text(",".join(split_url_credentials(loaded.output.urls)[0]))
     policy = retry.nats_connect(loaded.output.max_reconnects, loaded.config.bridge.reconnect_wait, servers)
     async for attempt in policy:
         with attempt:

@@ -36,6 +36,7 @@ caught up (``kafka_jetstream_bridge_kafka_lag`` at 0), or the newest records sho
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import re
 import time
@@ -390,6 +391,13 @@ class KafkaReader:
 async def _quiet_stop(consumer: Any) -> None:
     try:
         await consumer.stop()
+    except asyncio.CancelledError:
+        # aiokafka (aio-libs/aiokafka#647) stopped before its coordinator's task first ran awaits that
+        # cancelled task: the NATS side failed at once. Only a cancellation of this task is propagated.
+        task = asyncio.current_task()
+        if task is not None and task.cancelling():
+            raise
+        log.debug("consumer_stop_error", error="CancelledError from aiokafka's coordinator")
     except Exception as exc:  # a consumer that failed to start may fail to stop; nothing is lost
         log.debug("consumer_stop_error", error=str(exc))
 

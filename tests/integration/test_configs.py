@@ -2,7 +2,8 @@
 does not implement are lint errors that name them (path and line).
 
 The examples reference secrets and per-deployment values as ``${VAR}`` without defaults; the test sets
-each one it finds (lint does not open the files they name).
+each one it finds. Lint checks that the credential files a config names are regular files of at most
+1 MiB (not what is in them): for a variable set as such a file, the test writes a small one.
 """
 
 from __future__ import annotations
@@ -18,20 +19,30 @@ from tests.support import REPO, run_cli
 
 CONFIGS = sorted((REPO / "configs").glob("*.yaml"))
 _REQUIRED_VAR = re.compile(r"\$\{(?![!{])([A-Za-z_][A-Za-z0-9_]*)\}")
+_FILE_FIELD = re.compile(r"^\s*(?:- )?\w+_file:")
 
 
-def required_vars(path: Path) -> dict[str, str]:
-    return {name: f"placeholder-{name.lower()}" for name in _REQUIRED_VAR.findall(path.read_text())}
+def required_vars(path: Path, files: Path | None = None) -> dict[str, str]:
+    """A value for each variable without a default; with ``files``, a variable set as a ``*_file``
+    field is a small file written there."""
+    env = {name: f"placeholder-{name.lower()}" for name in _REQUIRED_VAR.findall(path.read_text())}
+    if files is not None:
+        for line in path.read_text().splitlines():
+            if _FILE_FIELD.match(line):
+                for name in _REQUIRED_VAR.findall(line):
+                    env[name] = str(files / name.lower())
+                    (files / name.lower()).write_text("placeholder\n")
+    return env
 
 
 def test_the_four_uses_have_an_example() -> None:
     assert {p.stem for p in CONFIGS} >= {"migration", "replication", "backfill", "secured"}
 
 
-def test_every_example_passes_lint() -> None:
+def test_every_example_passes_lint(tmp_path: Path) -> None:
     env: dict[str, str] = {}
     for path in CONFIGS:
-        env.update(required_vars(path))
+        env.update(required_vars(path, tmp_path))
     done = run_cli("lint", *(str(p) for p in CONFIGS), env=env, timeout=60)
     assert done.returncode == 0, done.stdout + done.stderr
     for path in CONFIGS:
@@ -51,8 +62,9 @@ def test_lint_names_each_required_variable_when_unset(path: Path) -> None:
         assert f"environment variable {name} is not set" in messages
 
 
-def test_secured_example_uses_the_secured_fields() -> None:
-    loaded = load(REPO / "configs" / "secured.yaml", environ=required_vars(REPO / "configs" / "secured.yaml"))
+def test_secured_example_uses_the_secured_fields(tmp_path: Path) -> None:
+    secured = REPO / "configs" / "secured.yaml"
+    loaded = load(secured, environ=required_vars(secured, tmp_path))
     assert loaded.kafka.sasl is not None
     assert loaded.kafka.sasl.mechanism == "SCRAM-SHA-512"
     assert loaded.kafka.tls.enabled

@@ -856,6 +856,18 @@ def test_parse_duration_errors(value: object) -> None:
         parse_duration(value)
 
 
+@pytest.mark.parametrize("value", ["9" * 400 + "s", "2562048h", 10**400, 1e300, float("inf"), float("nan")])
+def test_parse_duration_out_of_range(value: object) -> None:
+    """Longer than Go's largest duration (int64 nanoseconds): refused, as Redpanda Connect does, and
+    never an infinite or OverflowError-raising number of seconds."""
+    with pytest.raises(ValueError, match="out of range"):
+        parse_duration(value)
+
+
+def test_the_longest_duration() -> None:
+    assert parse_duration("2562047h47m16s") == pytest.approx(9223372036.0)
+
+
 @pytest.mark.parametrize(
     ("value", "size"),
     [
@@ -886,6 +898,13 @@ def test_parse_size(value: object, size: int) -> None:
 @pytest.mark.parametrize("value", ["", "MB", "1e3", "-1", "1PB", "1 KiBB", "one", True, 1.5, None, ["1B"]])
 def test_parse_size_errors(value: object) -> None:
     with pytest.raises(ValueError, match="byte size"):
+        parse_size(value)
+
+
+@pytest.mark.parametrize("value", ["9" * 400, "20000000TiB", "18446744073709551616"])
+def test_parse_size_too_large(value: str) -> None:
+    """Past an unsigned 64-bit number, as go-humanize says: not an OverflowError."""
+    with pytest.raises(ValueError, match="too large"):
         parse_size(value)
 
 

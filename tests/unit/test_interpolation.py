@@ -627,3 +627,47 @@ def test_module_does_not_import_kafka_or_nats_clients() -> None:
         timeout=60,
     )
     assert result.stdout.strip() == ""
+
+
+# -- depth ----------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("query", "levels"),
+    [
+        ('meta("k")' + ".uppercase()" * 3000, 3000),
+        ('meta("k")' + '.or(meta("k")' * 5000 + ")" * 5000, 5000),
+        ('"a"' + ' + "a"' * 3000, 3000),
+        ('"a".or(' * 5000 + '"b"' + ")" * 5000, 5000),
+    ],
+    ids=["3000-chained-methods", "5000-nested-arguments", "3000-additions", "5000-nested-literal-calls"],
+)
+def test_a_query_deeper_than_the_limit_is_a_syntax_error_not_a_recursion_error(
+    query: str, levels: int
+) -> None:
+    source = "orders.${! " + query + " }"
+    started = time.monotonic()
+    with pytest.raises(TemplateSyntaxError) as caught:
+        Template.compile(source)
+    assert time.monotonic() - started < 2
+    error = caught.value
+    assert error.message == "query nested or chained more than 64 levels deep"
+    assert 1 <= error.column <= len(source)
+    # the message shows the start of a long template, not all of it
+    assert str(error).startswith(f"{error.message} at column {error.column}: orders.${{! ")
+    assert str(error).endswith(f"… ({len(source):,} characters)")
+    assert len(str(error)) < 400
+
+
+def test_64_levels_compile_and_render() -> None:
+    """A query as deep as the limit works: compile and render recurse once per level, well within the
+    interpreter's stack. Levels are the query's nodes from its root down to its deepest literal:
+    ``meta("k")`` with 62 methods is 64 (62 methods, the function, its argument)."""
+    template = Template.compile('${! meta("k")' + ".uppercase()" * 62 + " }")
+    assert template.render(FakeMessage(meta={"k": "ab"})) == "AB"
+    with pytest.raises(TemplateSyntaxError, match="more than 64 levels"):
+        Template.compile('${! meta("k")' + ".uppercase()" * 63 + " }")
+    nested = Template.compile('${! meta("x")' + '.or(meta("x")' * 30 + '.or("deep")' + ")" * 30 + " }")
+    assert nested.render(FakeMessage()) == "deep"
+    # parentheses are not levels
+    assert Template.compile("${! " + "(" * 500 + '"p"' + ")" * 500 + " }").render(FakeMessage()) == "p"

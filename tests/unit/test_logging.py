@@ -143,3 +143,79 @@ def test_console_tracebacks_are_plain_text_and_masked(monkeypatch: pytest.Monkey
     assert "connect_failed" in out
     assert "ConnectionError: nats://***@127.0.0.1:4222 refused" in out
     assert password not in out
+
+
+# --------------------------------------------------------------------------- one rule for every URL form
+
+
+@pytest.mark.parametrize(
+    ("text", "masked"),
+    [
+        ("nats://alice:pw1@h:4222", "nats://***@h:4222"),
+        ("tls://alice:pw1@h:4222", "tls://***@h:4222"),
+        ("ws://alice:pw1@h:8080/path", "ws://***@h:8080/path"),
+        ("wss://alice:pw1@h", "wss://***@h"),
+        ("nats://tok-1@h:4222", "nats://***@h:4222"),
+        ("nats://al%40ice:p%40ss%2Fw@h:4222", "nats://***@h:4222"),  # percent-encoded
+        ("nats://alice:p@ss@h:4222", "nats://***@h:4222"),  # an unencoded @ in the password
+        ("nats://alice:pa/ss@h:4222", "nats://***@h:4222"),  # an unencoded / in the password
+        ("alice:pw1@h:4222", "***@h:4222"),  # no scheme
+        ("tok-1@h:4222", "***@h:4222"),  # no scheme, token only
+        ("nats://a:4222,alice:pw1@b:4222", "nats://a:4222,***@b:4222"),  # next to another URL
+        ("alice:pw1@b:4222,nats://a:4222", "***@b:4222,nats://a:4222"),
+        ("nats://u:p1@a:1,nats://v:p2@b:2", "nats://***@a:1,nats://***@b:2"),
+        ("NATS (alice:pw1@h:4222,nats://x:1) unreachable", "NATS (***@h:4222,nats://x:1) unreachable"),
+        ('{"error": "alice:pw1@h:4222"}', '{"error": "***@h:4222"}'),
+        ("['alice:pw1@h:4222']", "['***@h:4222']"),
+        ("servers=alice:pw1@h:4222", "servers=***@h:4222"),
+        # left alone: no credentials
+        ("nats://127.0.0.1:4222", "nats://127.0.0.1:4222"),
+        ("user@example.com wrote", "user@example.com wrote"),
+        ("subject ${! @kafka_key } and ${!@k}", "subject ${! @kafka_key } and ${!@k}"),
+        ("git@github.com:org/repo", "git@github.com:org/repo"),
+        ("at 12:30 user@example.com", "at 12:30 user@example.com"),
+    ],
+)
+def test_redact_text_masks_every_url_form(text: str, masked: str) -> None:
+    assert log_mod.redact_text(text) == masked
+
+
+def test_nested_values_are_masked(monkeypatch: pytest.MonkeyPatch) -> None:
+    stderr = capture(monkeypatch)
+    log_mod.setup("INFO")
+    structlog.get_logger("bridge.test").info(
+        "connecting", servers=["alice:pw1@h:1", "nats://bob:pw2@h:2"], opts={"password": "pw3", "n": 1}
+    )
+    (event,) = lines(stderr)
+    assert event["servers"] == ["***@h:1", "nats://***@h:2"]
+    assert event["opts"] == {"password": "***", "n": 1}
+
+
+def test_the_output_guard_masks_whole_lines_however_they_are_written() -> None:
+    target = io.StringIO()
+    out = log_mod.RedactingWriter(target)
+    out.write("error: nats://alice:p")  # a URL split between two writes
+    assert target.getvalue() == ""  # a partial line waits
+    out.write("w1@h:4222 refused\nnext: bob:pw2@h:1")
+    assert target.getvalue() == "error: nats://***@h:4222 refused\n"
+    out.flush()
+    assert target.getvalue() == "error: nats://***@h:4222 refused\nnext: ***@h:1"
+    print("FAILED: NATS (tok-1@h:4222)", file=out)
+    assert target.getvalue().endswith("FAILED: NATS (***@h:4222)\n")
+    out.write("progress 10%\rprogress 20%\r")  # progress bars end lines with \r
+    assert target.getvalue().endswith("progress 10%\rprogress 20%\r")
+
+
+def test_guard_output_wraps_stdout_and_stderr_once(monkeypatch: pytest.MonkeyPatch) -> None:
+    out, err = Tty(), io.StringIO()
+    monkeypatch.setattr(sys, "stdout", out)
+    monkeypatch.setattr(sys, "stderr", err)
+    log_mod.guard_output()
+    log_mod.guard_output()
+    assert isinstance(sys.stdout, log_mod.RedactingWriter)
+    assert sys.stdout.target is out  # not wrapped twice
+    assert sys.stdout.isatty()  # rich and the logger still see a terminal
+    assert not sys.stderr.isatty()
+    print("nats://alice:pw1@h:1")
+    sys.stderr.write("alice:pw1@h:1\n")
+    assert (out.getvalue(), err.getvalue()) == ("nats://***@h:1\n", "***@h:1\n")

@@ -16,7 +16,7 @@ import pytest
 import trustme
 
 from bridge import retry
-from bridge.config import TLS, ClientCert, parse
+from bridge.config import TLS, ClientCert, NatsAuth, parse
 from bridge.errors import ConfigError
 from bridge.natsopts import (
     ConnectOptions,
@@ -104,8 +104,19 @@ def test_max_reconnects_is_an_int_or_unset() -> None:
         # different credentials per URL (or some without): kept in the URLs, nats-py sends each its own
         (("nats://u:p@a:1", "nats://v:q@b:2"), ["nats://u:p@a:1", "nats://v:q@b:2"], {}),
         (("nats://u:p@a:1", "nats://b:2"), ["nats://u:p@a:1", "nats://b:2"], {}),
+        # every URL gets a scheme, so that bridge.log.redact_text recognizes it when it is printed
+        (("tok@a", "b:2"), ["nats://tok@a", "nats://b:2"], {}),
     ],
-    ids=["user-password", "token", "percent-encoded", "no-scheme", "none", "differing", "partial"],
+    ids=[
+        "user-password",
+        "token",
+        "percent-encoded",
+        "no-scheme",
+        "none",
+        "differing",
+        "partial",
+        "partial-no-scheme",
+    ],
 )
 def test_url_credentials_move_out_of_the_urls(urls: tuple[str, ...], servers: list[str], auth: dict) -> None:
     assert split_url_credentials(urls) == (servers, auth)
@@ -144,20 +155,18 @@ def test_nkey_file_may_be_decorated(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     ("auth", "path", "message"),
     [
-        ("user_credentials_file: {dir}/missing.creds", "user_credentials_file", "cannot read"),
         ("user_credentials_file: {dir}/seed.nk", "user_credentials_file", "not a NATS credentials file"),
-        ("nkey_file: {dir}/missing.nk", "nkey_file", "cannot read"),
         ("nkey_file: {dir}/empty.nk", "nkey_file", "no NKey seed in"),
         ("nkey: SUNOTAVALIDSEED", "nkey", "not a valid NKey seed or private key"),
         ("nkey: PNOTAVALIDKEY", "nkey", "not a valid NKey seed or private key"),
         ("user_jwt: a.b.c\n  user_nkey_seed: SUBROKEN", "user_nkey_seed", "not a valid NKey seed or private key"),
     ],
-    ids=["creds-missing", "creds-without-jwt", "nkey-file-missing", "nkey-file-without-seed", "bad-seed",
-         "bad-private-key", "bad-user-seed"],
+    ids=["creds-without-jwt", "nkey-file-without-seed", "bad-seed", "bad-private-key", "bad-user-seed"],
 )  # fmt: skip
 def test_unusable_credentials_are_found_at_start(tmp_path: Path, auth: str, path: str, message: str) -> None:
     """Checked once when the options are built (nats-py would fail each attempt, or hang reading a creds
-    file without a JWT), reported as a config problem naming the field."""
+    file without a JWT), reported as a config problem naming the field. (That the files exist, are
+    regular and small is checked by the config itself: tests/unit/test_localfiles.py.)"""
     (tmp_path / "seed.nk").write_text(seed(keypair(nkeys.PREFIX_BYTE_USER)))
     (tmp_path / "empty.nk").write_text("nothing here\n")
     opts = options("auth:\n  " + auth.format(dir=tmp_path))
@@ -335,13 +344,27 @@ def test_pbe_md5_des_keys_are_refused(ca: trustme.CA) -> None:
 
 
 def test_missing_files_name_the_field(tmp_path: Path) -> None:
+    """The config checks the files when it loads; one removed before the connection is still named."""
     with pytest.raises(ConfigError) as info:
         ssl_context(tls(root_cas_file=str(tmp_path / "nope.pem")), where="input.kafka_franz.tls")
     assert str(info.value.problems[0]) == (
-        "input.kafka_franz.tls.root_cas_file: cannot load root certificates: No such file or directory"
+        f"input.kafka_franz.tls.root_cas_file: cannot read '{tmp_path / 'nope.pem'}': No such file or directory"
     )
+    with pytest.raises(ConfigError, match=r"client_certs\[0\]\.cert_file: cannot read"):
+        ssl_context(tls(client_certs=(ClientCert(cert_file=str(tmp_path / "c.pem"), key_file="k.pem"),)))
+    with pytest.raises(ConfigError, match=r"auth\.nkey_file: cannot read .*: No such file or directory"):
+        auth_options(NatsAuth(nkey_file=str(tmp_path / "u.nk")))
+    with pytest.raises(ConfigError, match=r"auth\.user_credentials_file: cannot read .*: No such file"):
+        auth_options(NatsAuth(user_credentials_file=str(tmp_path / "u.creds")))
+    (tmp_path / "c.pem").write_text("a certificate")
     with pytest.raises(ConfigError, match=r"client_certs\[0\]\.key_file: cannot read"):
-        ssl_context(tls(client_certs=(ClientCert(cert_file="c.pem", key_file=str(tmp_path / "k.pem")),)))
+        ssl_context(
+            tls(
+                client_certs=(
+                    ClientCert(cert_file=str(tmp_path / "c.pem"), key_file=str(tmp_path / "k.pem")),
+                )
+            )
+        )
     with pytest.raises(ConfigError, match=r"tls\.root_cas: cannot load root certificates"):
         ssl_context(tls(root_cas="not a certificate"))
 
@@ -349,7 +372,8 @@ def test_missing_files_name_the_field(tmp_path: Path) -> None:
 def test_unloadable_tls_material_is_returned_not_raised(tmp_path: Path) -> None:
     """connect_options runs before the sink exists: the problem travels with the options and the sink
     raises it at its first connection attempt (exit code 2, like any config error)."""
-    opts = options(f"tls:\n  enabled: true\n  root_cas_file: {tmp_path / 'missing.pem'}")
+    (tmp_path / "garbage.pem").write_text("not a certificate\n")
+    opts = options(f"tls:\n  enabled: true\n  root_cas_file: {tmp_path / 'garbage.pem'}")
     assert isinstance(opts.problem, ConfigError)
     assert "tls" not in opts
     with pytest.raises(ConfigError, match=r"output\.nats_jetstream\.tls\.root_cas_file: cannot load"):

@@ -19,6 +19,8 @@ PURE = (
     "bridge.wire",
     "bridge.router",
     "bridge.errors",
+    "bridge.localfiles",
+    "bridge.yamldoc",
 )
 CLIENTS = ("aiokafka", "nats")
 
