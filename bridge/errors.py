@@ -143,6 +143,7 @@ class JetStreamError(PublishError):
     PERMANENT_ERR_CODES = frozenset(
         {
             10054,  # message size exceeds maximum allowed
+            10097,  # header size exceeds maximum allowed of 64k
             10071,  # wrong last sequence
             10070,  # wrong last msg id
         }
