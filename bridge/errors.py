@@ -20,6 +20,7 @@ BridgeError
 │   └── JetStreamError     the stream answered with an API error
 ├── RecordError            a record that can never be published (bad subject, too large, ...)
 ├── PartitionStopped       a partition stopped on a RecordError without a dead-letter route
+├── UndecodableBatch       a fetched record batch uses a codec this install cannot decode
 └── DeliveryFailed         a partition could not deliver within its retry budget
 ```
 
@@ -175,6 +176,19 @@ class PartitionStopped(BridgeError):
         super().__init__(
             f"partition {topic}/{partition} stopped at offset {offset}: {reason} "
             "(no dead-letter subject configured; nothing past this offset is committed)"
+        )
+
+
+class UndecodableBatch(BridgeError):
+    """A fetched record batch is compressed with a codec this install cannot decode (``codec``: its name,
+    or ``an unknown codec (0x05)``). No retry can read it; what was delivered before is committed."""
+
+    def __init__(self, brokers: str, where: str, codec: str, hint: str = "") -> None:
+        self.where = where
+        self.codec = codec
+        super().__init__(
+            f"Kafka ({brokers}): record batch of {where} compressed with {codec}, "
+            f"which this install cannot decode{hint}"
         )
 
 

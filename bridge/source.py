@@ -11,6 +11,10 @@ with ``sasl``), ``sasl`` PLAIN / SCRAM-SHA-256 / SCRAM-SHA-512 (``username``/``p
 legacy input's ``user``) or OAUTHBEARER (a static ``token`` and ``extensions``). A refusal during
 bootstrap (bad credentials, a certificate that does not verify) is an ``AuthError`` naming it.
 
+Compressed record batches are decoded by aiokafka (gzip from the standard library; snappy, lz4 and
+zstd with cramjam, a dependency). A batch it cannot decode is an ``UndecodableBatch`` naming the
+codec and the partition, never "unreachable".
+
 Without a consumer group (explicit partitions) nothing can be committed: Kafka keeps offsets per
 group. Such a run starts from the given offsets (or ``start_offset``) every time.
 """
@@ -18,6 +22,7 @@ group. Such a run starts from the given offsets (or ``start_offset``) every time
 from __future__ import annotations
 
 import logging
+import re
 import ssl
 from collections.abc import Iterable, Sequence
 from typing import Any, Protocol
@@ -34,12 +39,13 @@ from aiokafka.errors import (
     KafkaError,
     SaslAuthenticationFailed,
     TopicAuthorizationFailedError,
+    UnsupportedCodecError,
     UnsupportedSaslMechanismError,
 )
 
 from bridge import retry
 from bridge.config import KafkaSettings
-from bridge.errors import AuthError, BridgeError, KafkaUnavailable
+from bridge.errors import AuthError, BridgeError, KafkaUnavailable, UndecodableBatch
 from bridge.natsopts import ssl_context
 
 log = structlog.get_logger("bridge.source")
@@ -106,6 +112,36 @@ class _BootstrapCauses(logging.Filter):
 _BOOTSTRAP = _BootstrapCauses()
 logging.getLogger("aiokafka").addFilter(_BOOTSTRAP)  # aiokafka.client logs as "aiokafka"
 
+_CODEC_MISSING = re.compile(r"Libraries for (\w+) compression codec not found")
+_CODEC_UNKNOWN = re.compile(r"Unknown compression codec (\S+)")
+
+
+def undecodable_batch(exc: UnsupportedCodecError, brokers: str) -> UndecodableBatch:
+    """aiokafka names the codec but not the batch: the partition and the batch's offset are locals of
+    the fetcher's generator that was decoding it (``PartitionRecords._unpack_records``: ``tp`` and
+    ``next_batch``, aiokafka 0.12 – 0.14), read from the traceback. The unit tests decode a real batch
+    through that generator."""
+    where = "a fetched partition"
+    tb = exc.__traceback__
+    while tb is not None:  # the innermost frame that knows wins
+        local = tb.tb_frame.f_locals
+        tp = local.get("tp")
+        if isinstance(tp, TopicPartition):
+            where = f"{tp.topic}/{tp.partition}"
+            batch_offset = getattr(local.get("next_batch"), "base_offset", None)
+            if isinstance(batch_offset, int):
+                where += f" at offset {batch_offset}"
+        tb = tb.tb_next
+    said = str(exc)
+    if m := _CODEC_MISSING.search(said):
+        hint = (
+            " (aiokafka decodes snappy, lz4 and zstd with cramjam: pip install 'aiokafka[snappy,lz4,zstd]')"
+        )
+        return UndecodableBatch(brokers, where, m.group(1), hint)
+    if m := _CODEC_UNKNOWN.search(said):
+        return UndecodableBatch(brokers, where, f"an unknown codec ({m.group(1)})")
+    return UndecodableBatch(brokers, where, f"a codec aiokafka does not support ({said})")
+
 
 class KafkaSource:
     def __init__(self, settings: KafkaSettings, hooks: RebalanceHooks) -> None:
@@ -170,6 +206,8 @@ class KafkaSource:
     def _translate(self, exc: BaseException) -> BridgeError:
         if isinstance(exc, BridgeError):
             return exc
+        if isinstance(exc, UnsupportedCodecError):
+            return undecodable_batch(exc, self.brokers)
         auth = (
             AuthenticationFailedError, SaslAuthenticationFailed, UnsupportedSaslMechanismError,
             TopicAuthorizationFailedError, GroupAuthorizationFailedError,
