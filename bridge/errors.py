@@ -12,7 +12,8 @@ BridgeError
 │   ├── TopicNotFound      a backfill names a topic the cluster does not have
 │   └── NatsUnavailable
 │       └── ReconnectsExhausted  the connection was lost mid-run and max_reconnects ran out
-├── AuthError              a broker refused our credentials or certificate
+├── AuthError              a broker refused our credentials or certificate, or our security
+│                          protocol (SASL/TLS configured or not) does not match its listener
 ├── PublishError           one publish was not stored (retriable unless said otherwise)
 │   ├── NoStreamError      no JetStream stream is bound to the subject (503 no responders)
 │   ├── AckTimeout         no PubAck within the ack timeout
@@ -103,12 +104,14 @@ class NatsUnavailable(UnavailableError):
 
 
 class AuthError(BridgeError):
+    """``refused``: what the server refused ("the connection", "SASL", "TLS")."""
+
     exit_code = ExitCode.UNAVAILABLE
 
-    def __init__(self, server: str, detail: str) -> None:
+    def __init__(self, server: str, detail: str, refused: str = "the connection") -> None:
         self.server = server
         self.detail = detail
-        super().__init__(f"{server} refused the connection: {detail}")
+        super().__init__(f"{server} refused {refused}: {detail}")
 
 
 class PublishError(BridgeError):

@@ -1,4 +1,5 @@
-"""bridge.source's error translation that needs no broker: undecodable record batches.
+"""bridge.source's error translation that needs no broker: undecodable record batches and listener
+mismatches.
 
 The codec error is produced by aiokafka itself: a real v2 record batch whose attributes name codec 5
 (none exists) decoded through aiokafka's own fetcher generator (``PartitionRecords``), the path
@@ -12,12 +13,17 @@ import struct
 import pytest
 from aiokafka import TopicPartition
 from aiokafka.consumer.fetcher import PartitionRecords
-from aiokafka.errors import UnsupportedCodecError
+from aiokafka.errors import (
+    IllegalSaslStateError,
+    KafkaConnectionError,
+    UnsupportedCodecError,
+    UnsupportedSaslMechanismError,
+)
 from aiokafka.record.default_records import DefaultRecordBatchBuilder
 from aiokafka.record.memory_records import MemoryRecords
 
-from bridge.errors import ExitCode, UndecodableBatch
-from bridge.source import undecodable_batch
+from bridge.errors import AuthError, ExitCode, UndecodableBatch
+from bridge.source import listener_mismatch, undecodable_batch
 
 BROKERS = "k1:9092,k2:9092"
 
@@ -75,3 +81,47 @@ def test_every_codec_kafka_defines_is_decodable_here() -> None:
     from aiokafka import codec
 
     assert (codec.has_gzip(), codec.has_snappy(), codec.has_lz4(), codec.has_zstd()) == (True,) * 4
+
+
+SERVER = "Kafka (k:9092)"
+
+
+@pytest.mark.parametrize(
+    ("cause", "step", "tls", "sasl", "refused"),
+    [
+        (IllegalSaslStateError(), "connect", False, "PLAIN", "refused SASL: the listener does not speak SASL"),
+        (UnsupportedSaslMechanismError(), "connect", False, "SCRAM-SHA-256",
+         "refused SASL: the listener does not offer the SASL mechanism SCRAM-SHA-256"),
+        (ConnectionResetError(), "connect", True, None, "refused TLS: the listener reset the connection during the TLS handshake"),
+        (KafkaConnectionError("Connection at k:9092 closed"), "connect", False, None,
+         "as a TLS listener does to a client without TLS"),
+        (KafkaConnectionError("Connection at k:9092 closed"), "connect", True, None,
+         "as a listener that requires a client certificate does"),
+        (KafkaConnectionError("Connection at k:9092 closed"), "metadata", False, None,
+         "as a SASL listener does to a client without SASL"),
+    ],
+)  # fmt: skip
+def test_listener_mismatches(
+    cause: BaseException, step: str, tls: bool, sasl: str | None, refused: str
+) -> None:
+    error = listener_mismatch(cause, step, SERVER, tls=tls, sasl=sasl)
+    assert isinstance(error, AuthError)
+    assert str(error).startswith(f"{SERVER} refused"), str(error)
+    assert refused in str(error)
+    assert error.exit_code == ExitCode.UNAVAILABLE
+
+
+@pytest.mark.parametrize(
+    ("cause", "step", "tls", "sasl"),
+    [
+        # a mechanism list in the message: the broker speaks SASL, just not this mechanism (AuthError as before)
+        (UnsupportedSaslMechanismError("Kafka broker does not support X sasl mechanism. Enabled mechanisms are: []"),
+         "connect", False, "X"),
+        (KafkaConnectionError("Connection at k:9092 closed"), "metadata", False, "PLAIN"),  # SASL configured
+        (ConnectionResetError(), "connect", False, None),  # no TLS: a reset is just a reset
+        (ConnectionRefusedError(), "connect", True, None),  # nothing listens: unreachable
+        (TimeoutError(), "connect", True, None),  # a silent listener or a dropped SYN: cannot tell
+    ],
+)  # fmt: skip
+def test_not_a_listener_mismatch(cause: BaseException, step: str, tls: bool, sasl: str | None) -> None:
+    assert listener_mismatch(cause, step, SERVER, tls=tls, sasl=sasl) is None
