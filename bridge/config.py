@@ -530,6 +530,9 @@ class BridgeSection(_Model):
     revoke_timeout: Duration = 10.0
     workers: int = Field(default=1, ge=1)  # processes in one consumer group (bridge.workers)
     reconnect_wait: Duration = 2.0
+    # nats-server's max_control_line (not in its INFO): the longest HPUB line a publish may make.
+    # At least 256: below that no server accepts a client's CONNECT line anyway.
+    max_control_line: ByteSize = Field(default=4096, ge=256, le=2**31 - 1)
     dead_letter: DeadLetter | None = None
     stream: StreamSection | None = None
 

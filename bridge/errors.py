@@ -12,7 +12,8 @@ BridgeError
 │   ├── TopicNotFound      a backfill names a topic the cluster does not have
 │   └── NatsUnavailable
 │       └── ReconnectsExhausted  the connection was lost mid-run and max_reconnects ran out
-├── AuthError              a broker refused our credentials or certificate
+├── AuthError              a broker refused our credentials or certificate, or our security
+│                          protocol (SASL/TLS configured or not) does not match its listener
 ├── PublishError           one publish was not stored (retriable unless said otherwise)
 │   ├── NoStreamError      no JetStream stream is bound to the subject (503 no responders)
 │   ├── AckTimeout         no PubAck within the ack timeout
@@ -20,6 +21,7 @@ BridgeError
 │   └── JetStreamError     the stream answered with an API error
 ├── RecordError            a record that can never be published (bad subject, too large, ...)
 ├── PartitionStopped       a partition stopped on a RecordError without a dead-letter route
+├── UndecodableBatch       a fetched record batch uses a codec this install cannot decode
 ├── DeliveryFailed         a partition could not deliver within its retry budget
 ├── LogRewound             a partition's log went back under the bridge (the topic was deleted and
 │                          created again, or truncated): nothing of it is committed from then on
@@ -105,12 +107,14 @@ class NatsUnavailable(UnavailableError):
 
 
 class AuthError(BridgeError):
+    """``refused``: what the server refused ("the connection", "SASL", "TLS")."""
+
     exit_code = ExitCode.UNAVAILABLE
 
-    def __init__(self, server: str, detail: str) -> None:
+    def __init__(self, server: str, detail: str, refused: str = "the connection") -> None:
         self.server = server
         self.detail = detail
-        super().__init__(f"{server} refused the connection: {detail}")
+        super().__init__(f"{server} refused {refused}: {detail}")
 
 
 class PublishError(BridgeError):
@@ -146,6 +150,7 @@ class JetStreamError(PublishError):
     PERMANENT_ERR_CODES = frozenset(
         {
             10054,  # message size exceeds maximum allowed
+            10097,  # header size exceeds maximum allowed of 64k
             10071,  # wrong last sequence
             10070,  # wrong last msg id
         }
@@ -177,6 +182,19 @@ class PartitionStopped(BridgeError):
         super().__init__(
             f"partition {topic}/{partition} stopped at offset {offset}: {reason} "
             "(no dead-letter subject configured; nothing past this offset is committed)"
+        )
+
+
+class UndecodableBatch(BridgeError):
+    """A fetched record batch is compressed with a codec this install cannot decode (``codec``: its name,
+    or ``an unknown codec (0x05)``). No retry can read it; what was delivered before is committed."""
+
+    def __init__(self, brokers: str, where: str, codec: str, hint: str = "") -> None:
+        self.where = where
+        self.codec = codec
+        super().__init__(
+            f"Kafka ({brokers}): record batch of {where} compressed with {codec}, "
+            f"which this install cannot decode{hint}"
         )
 
 

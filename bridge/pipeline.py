@@ -48,7 +48,7 @@ from bridge.message import Message
 from bridge.modes import Mode
 from bridge.natsopts import connect_options
 from bridge.router import PartitionRoute, Router
-from bridge.sink import JetStreamSink, Lane, SinkStats
+from bridge.sink import MAX_REPLY_LEN, JetStreamSink, Lane, SinkStats
 from bridge.source import KafkaSource
 
 log = structlog.get_logger("bridge.pipeline")
@@ -594,7 +594,10 @@ class Pipeline:
         self._failed = asyncio.get_running_loop().create_future()
         try:
             await sink.start()
-            self.router = Router(self.loaded.templates, self.out.metadata, sink.max_payload)
+            self.router = Router(
+                self.loaded.templates, self.out.metadata, sink.max_payload,
+                max_control_line=self.config.bridge.max_control_line, reply=MAX_REPLY_LEN,
+            )  # fmt: skip
             self.source = KafkaSource(self.settings, self)
             await self.source.start()
             missing = await self.source.missing_topics()

@@ -17,16 +17,19 @@ Owns the output mapping of the ``nats_jetstream`` fields ``subject``, ``headers`
    with ``set_topic_id`` when it is assigned the topic's partitions.
 
 A record that can never be published raises ``RecordError``: the subject renders invalid, an
-interpolation fails, a header name is illegal, or headers plus payload exceed the server's
-``max_payload`` (checked here, before sending, so the server never closes the connection for it).
-``dead_letter()`` builds the dead-letter publish for such a record.
+interpolation fails, a header name is illegal, or the publish breaks a limit nats-server enforces
+(``bridge.wire.Limits``: the ``HPUB`` control line over ``max_control_line``, headers plus payload
+over ``max_payload``, a header block over JetStream's 64 KiB), checked here, before sending, so the
+server never closes the connection for it. ``dead_letter()`` builds the dead-letter publish for such
+a record, under the same limits.
 
 Hot path: when the mapping depends on nothing but the topic and partition — subject from
 ``kafka_topic`` / ``kafka_partition`` (or static), static configured headers, no metadata filter, the
 built-in (or no) ``msg_id``, no ``inject_tracing_map`` — ``for_partition()`` returns a
 ``PartitionRoute`` that has everything but the offset and the payload pre-encoded; a record whose
 headers shadow a ``kafka_*`` key takes the general path. Both paths produce the same bytes (the unit
-tests compare them). Pure module.
+tests compare them). A partition whose subject or static headers could break a limit for some size
+within ``max_payload`` gets no fast route: the general path checks each record exactly. Pure module.
 """
 
 from __future__ import annotations
@@ -43,15 +46,22 @@ from bridge.tracing import Injector
 from bridge.wire import (
     CRLF,
     HEADER_LINE,
+    MAX_CONTROL_LINE,
+    MAX_HEADER_BYTES,
+    Limits,
     clean_header_value,
+    control_line_length,
+    control_line_problem,
     encode_header_lines,
     frame_head,
     header_name_problem,
+    header_size_problem,
     subject_problem,
 )
 
 RENAMED_PREFIX = "Kafka-Header-"
 _SUBJECT_CACHE_MAX = 4096
+_REASON_MAX = 512  # characters of a RecordError's reason in the dead-letter's Bridge-Error header
 _NO_MESSAGE = Message("", 0, 0, None, None, 0)  # static templates render without a message
 
 
@@ -94,6 +104,18 @@ def too_large(size: int, max_payload: int) -> RecordError:
     return RecordError(
         f"headers plus payload are {size} bytes, over the server's max_payload of {max_payload}", kind="size"
     )
+
+
+def check_limits(limits: Limits, fixed: int, hlen: int, total: int) -> None:
+    """Raise the ``RecordError`` of the first server limit a publish breaks (``fixed``: its subject's
+    ``Limits.line_fixed``)."""
+    line = control_line_length(fixed, hlen, total)
+    if line > limits.max_control_line:
+        raise RecordError(control_line_problem(line, limits.max_control_line), kind="control_line")
+    if total > limits.max_payload:
+        raise too_large(total, limits.max_payload)
+    if hlen > MAX_HEADER_BYTES:
+        raise RecordError(header_size_problem(hlen), kind="header_size")
 
 
 class Envelope:
@@ -173,6 +195,10 @@ class PartitionRoute:
             raise too_large(total, self.max_payload)
         return Envelope(self.subject, self.head, pre, payload)
 
+    def header_bytes(self, offset: int) -> int:
+        """The size of the header block of the record at ``offset``."""
+        return self._fixed + len(b"%d" % offset) if self._with_id else self._fixed
+
     @staticmethod
     def usable_for(headers: Sequence[tuple[str, bytes]]) -> bool:
         """False when a record header shadows ``kafka_topic`` / ``kafka_partition`` / ``kafka_offset``."""
@@ -181,9 +207,18 @@ class PartitionRoute:
 
 class Router:
     def __init__(
-        self, templates: Templates, metadata: MetadataFilter, max_payload: int = 1024 * 1024
+        self,
+        templates: Templates,
+        metadata: MetadataFilter,
+        max_payload: int = 1024 * 1024,
+        *,
+        max_control_line: int = MAX_CONTROL_LINE,
+        reply: int = 0,
     ) -> None:
+        """``max_payload`` from the server's INFO, ``max_control_line`` from ``bridge.max_control_line``,
+        ``reply``: the longest reply subject the sink sends."""
         self.max_payload = max_payload
+        self.limits = Limits(max_payload, max_control_line, reply)
         self._subject = templates.subject
         self._dead_subject = templates.dead_letter_subject
         self._prefixes = tuple(metadata.include_prefixes)
@@ -215,12 +250,13 @@ class Router:
         self._msg_id: Template | None = None if own_id else templates.msg_id
         self._record_id = templates.record_id and not own_id  # the built-in identity (record_id)
         self._topic_ids: dict[str, str] = {}  # topic → its ID (set_topic_id), "" when unknown
-        self._subject_cache: dict[tuple[str | None, ...], tuple[str, bytes]] = {}
+        self._subject_cache: dict[tuple[str | None, ...], tuple[str, bytes, int]] = {}
         self._subject_keys = templates.subject.meta_keys
 
     # -- subjects ----------------------------------------------------------------------------
 
-    def _subject_for(self, msg: Message, template: Template) -> tuple[str, bytes]:
+    def _subject_for(self, msg: Message, template: Template) -> tuple[str, bytes, int]:
+        """(subject, frame head, the control line's length without the size digits)."""
         keys = self._subject_keys if template is self._subject else None
         if keys is not None:
             cache_key = tuple(msg.meta(k) for k in keys)
@@ -231,7 +267,8 @@ class Router:
         problem = subject_problem(subject)
         if problem:
             raise RecordError(problem, kind="subject")
-        result = (subject, frame_head(subject))
+        head = frame_head(subject)
+        result = (subject, head, self.limits.line_fixed(head[5:-1]))
         if keys is not None:
             if len(self._subject_cache) >= _SUBJECT_CACHE_MAX:
                 self._subject_cache.clear()
@@ -293,15 +330,6 @@ class Router:
         """The ID of ``topic``'s incarnation (``""``: unknown): part of the default ``Nats-Msg-Id``."""
         self._topic_ids[topic] = topic_id
 
-    @property
-    def ids_records(self) -> bool:
-        """Whether ``Nats-Msg-Id`` is the built-in record identity (which carries the topic ID)."""
-        return self._record_id
-
-    @property
-    def sends_msg_id(self) -> bool:
-        return self._record_id or self._msg_id is not None
-
     def for_partition(self, topic: str, partition: int) -> PartitionRoute | None:
         """The hot-path route of one partition, or None when this config needs the general path."""
         keys = self._subject_keys
@@ -321,19 +349,24 @@ class Router:
         id_prefix = (
             record_id(self._topic_ids.get(topic, ""), topic, partition, "") if self._record_id else None
         )
-        return PartitionRoute(subject, self._static_lines, id_prefix, self.max_payload)
+        route = PartitionRoute(subject, self._static_lines, id_prefix, self.max_payload)
+        # The fast path checks max_payload only: it is used when no other limit can be broken.
+        worst_hlen = route.header_bytes(offset=2**63 - 1)
+        if not self.limits.line_always_fits(self.limits.line_fixed(route.head[5:-1])) or (
+            worst_hlen > MAX_HEADER_BYTES
+        ):
+            return None  # the general path checks each record exactly
+        return route
 
     def route(self, msg: Message) -> Envelope:
         """The publish for ``msg``; raises ``RecordError`` when it can never be published."""
         if self._inject is not None:
             self._inject(msg)
-        subject, head = self._subject_for(msg, self._subject)
+        subject, head, fixed = self._subject_for(msg, self._subject)
         msg_id = self._msg_id_for(msg)
         headers = self._headers(msg, msg_id)
         payload = msg.content()
-        size = len(headers) + len(payload)
-        if size > self.max_payload:
-            raise too_large(size, self.max_payload)
+        check_limits(self.limits, fixed, len(headers), len(headers) + len(payload))
         return Envelope.build(subject, head, headers, payload, msg_id)
 
     @property
@@ -344,10 +377,13 @@ class Router:
         """The dead-letter publish for a record that failed with ``error``: the original payload (or none,
         when it is what is too large) with headers naming the reason and the source record."""
         assert self._dead_subject is not None
-        subject, head = self._subject_for(msg, self._dead_subject)
+        subject, head, fixed = self._subject_for(msg, self._dead_subject)
         msg_id = record_id(self._topic_ids.get(msg.topic, ""), msg.topic, msg.partition, msg.offset)
+        reason = error.reason
+        if len(reason) > _REASON_MAX:
+            reason = reason[: _REASON_MAX - 1] + "…"
         pairs = [
-            ("Bridge-Error", error.reason),
+            ("Bridge-Error", reason),
             ("Bridge-Error-Kind", error.kind),
             ("Kafka-Topic", msg.topic),
             ("Kafka-Partition", str(msg.partition)),
@@ -363,4 +399,5 @@ class Router:
         )
         if len(headers) + len(payload) > self.max_payload:
             raise RecordError("dead-letter headers exceed max_payload", kind="size")
+        check_limits(self.limits, fixed, len(headers), len(headers) + len(payload))
         return Envelope.build(subject, head, headers, payload, msg_id)

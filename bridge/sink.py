@@ -72,6 +72,11 @@ log = structlog.get_logger("bridge.sink")
 # Publish states
 WAITING, SENT, FAILED, DONE = 0, 1, 2, 3
 
+# Reply subjects are b"_INBOX.<nuid>.<token>": nats-py's NUIDs are 22 characters, tokens count up from 1
+# (20 digits hold any 64-bit count). The router adds this to the control line it checks (bridge.wire).
+INBOX_PREFIX_LEN = len("_INBOX.") + 22 + 1
+MAX_REPLY_LEN = INBOX_PREFIX_LEN + 20
+
 
 class Lane:
     """The publishes of one partition, in record order."""
@@ -234,6 +239,7 @@ class JetStreamSink:
         self._nc = nc
         prefix = f"_INBOX.{nc._nuid.next().decode()}."
         self._prefix_bytes = prefix.encode()
+        assert len(self._prefix_bytes) == INBOX_PREFIX_LEN, prefix  # MAX_REPLY_LEN depends on it
         try:
             sub = await nc.subscribe(prefix + "*")
             nc.watch_inbox(self._prefix_bytes, sub._id, self._on_puback, self._on_reply)

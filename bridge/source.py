@@ -9,7 +9,22 @@ rebalance hooks, pause/resume, positions and high watermarks, and commits of exp
 Security: ``tls`` becomes an ``ssl.SSLContext`` (``bridge.natsopts.ssl_context``; SSL, or SASL_SSL
 with ``sasl``), ``sasl`` PLAIN / SCRAM-SHA-256 / SCRAM-SHA-512 (``username``/``password``; the
 legacy input's ``user``) or OAUTHBEARER (a static ``token`` and ``extensions``). A refusal during
-bootstrap (bad credentials, a certificate that does not verify) is an ``AuthError`` naming it.
+bootstrap (bad credentials, a certificate that does not verify) is an ``AuthError`` naming it; so is
+a security protocol that does not match the listener, recognised by how the bootstrap failed (as
+measured against Apache Kafka 4.x):
+
+- ``sasl`` against a PLAINTEXT or SSL listener: the SaslHandshake is answered ILLEGAL_SASL_STATE;
+- no ``sasl`` against a SASL listener: ApiVersions is answered, the Metadata request closes the
+  connection;
+- no ``tls`` against an SSL or SASL_SSL listener: the first request (ApiVersions) closes it;
+- ``tls`` against a listener without TLS: the TLS handshake is reset. (Tansu instead waits silently
+  for a request: that stays a timeout, with a hint.)
+- ``tls`` without ``client_certs`` against a listener that requires one: the handshake completes
+  (TLS 1.3), the first request closes the connection.
+
+Compressed record batches are decoded by aiokafka (gzip from the standard library; snappy, lz4 and
+zstd with cramjam, a dependency). A batch it cannot decode is an ``UndecodableBatch`` naming the
+codec and the partition, never "unreachable".
 
 Without a consumer group (explicit partitions) nothing can be committed: Kafka keeps offsets per
 group. Such a run starts from the given offsets (or ``start_offset``) every time.
@@ -17,7 +32,9 @@ group. Such a run starts from the given offsets (or ``start_offset``) every time
 
 from __future__ import annotations
 
+import asyncio
 import logging
+import re
 import ssl
 from collections.abc import Iterable, Sequence
 from typing import Any, Protocol
@@ -29,18 +46,20 @@ from aiokafka.errors import (
     AuthenticationFailedError,
     CommitFailedError,
     GroupAuthorizationFailedError,
+    IllegalSaslStateError,
     IllegalStateError,
     KafkaConnectionError,
     KafkaError,
     OffsetOutOfRangeError,
     SaslAuthenticationFailed,
     TopicAuthorizationFailedError,
+    UnsupportedCodecError,
     UnsupportedSaslMechanismError,
 )
 
 from bridge import kafkaproto, retry
 from bridge.config import KafkaSettings
-from bridge.errors import AuthError, BridgeError, KafkaUnavailable, LogRewound
+from bridge.errors import AuthError, BridgeError, KafkaUnavailable, LogRewound, UndecodableBatch
 from bridge.natsopts import ssl_context
 
 log = structlog.get_logger("bridge.source")
@@ -85,28 +104,112 @@ class _StaticToken(AbstractTokenProvider):  # type: ignore[misc]
 
 class _BootstrapCauses(logging.Filter):
     """aiokafka only *logs* why each bootstrap broker failed (a SASL or TLS refusal included) and then
-    raises a bare "Unable to bootstrap": keep the last cause per broker so the error can name it.
-    (With ``logger.level`` above ERROR aiokafka does not log it, and the cause stays unknown.)"""
+    raises a bare "Unable to bootstrap": keep the last cause per broker, and the step it failed at
+    (``connect``: TCP, TLS, ApiVersions and SASL; ``metadata``: the first Metadata request), so the error
+    can name it. (With ``logger.level`` above ERROR aiokafka does not log it, and the cause stays
+    unknown.)"""
+
+    _STEPS = (("Unable connect to", "connect"), ("Unable to request metadata from", "metadata"))
 
     def __init__(self) -> None:
         super().__init__()
         self.causes: dict[str, BaseException] = {}
+        self.steps: dict[str, str] = {}
 
     def filter(self, record: logging.LogRecord) -> bool:
         args = record.args
-        if (
-            str(record.msg).startswith("Unable connect to")
-            and isinstance(args, tuple)
-            and len(args) == 3
-            and isinstance(args[2], BaseException)
-        ):
-            self.causes[f"{args[0]}:{args[1]}"] = args[2]
+        if isinstance(args, tuple) and len(args) == 3 and isinstance(args[2], BaseException):
+            msg = str(record.msg)
+            for prefix, step in self._STEPS:
+                if msg.startswith(prefix):
+                    broker = f"{args[0]}:{args[1]}"
+                    self.causes[broker] = args[2]
+                    self.steps[broker] = step
         return True
 
 
 _BOOTSTRAP = _BootstrapCauses()
 logging.getLogger("aiokafka").addFilter(_BOOTSTRAP)  # aiokafka.client logs as "aiokafka"
 kafkaproto.install()  # the bridge never creates topics (bridge.kafkaproto)
+
+_CODEC_MISSING = re.compile(r"Libraries for (\w+) compression codec not found")
+_CODEC_UNKNOWN = re.compile(r"Unknown compression codec (\S+)")
+
+
+def undecodable_batch(exc: UnsupportedCodecError, brokers: str) -> UndecodableBatch:
+    """aiokafka names the codec but not the batch: the partition and the batch's offset are locals of
+    the fetcher's generator that was decoding it (``PartitionRecords._unpack_records``: ``tp`` and
+    ``next_batch``, aiokafka 0.12 – 0.14), read from the traceback. The unit tests decode a real batch
+    through that generator."""
+    where = "a fetched partition"
+    tb = exc.__traceback__
+    while tb is not None:  # the innermost frame that knows wins
+        local = tb.tb_frame.f_locals
+        tp = local.get("tp")
+        if isinstance(tp, TopicPartition):
+            where = f"{tp.topic}/{tp.partition}"
+            batch_offset = getattr(local.get("next_batch"), "base_offset", None)
+            if isinstance(batch_offset, int):
+                where += f" at offset {batch_offset}"
+        tb = tb.tb_next
+    said = str(exc)
+    if m := _CODEC_MISSING.search(said):
+        hint = (
+            " (aiokafka decodes snappy, lz4 and zstd with cramjam: pip install 'aiokafka[snappy,lz4,zstd]')"
+        )
+        return UndecodableBatch(brokers, where, m.group(1), hint)
+    if m := _CODEC_UNKNOWN.search(said):
+        return UndecodableBatch(brokers, where, f"an unknown codec ({m.group(1)})")
+    return UndecodableBatch(brokers, where, f"a codec aiokafka does not support ({said})")
+
+
+def listener_mismatch(
+    cause: BaseException, step: str, server: str, *, tls: bool, sasl: str | None
+) -> AuthError | None:
+    """The security-protocol mismatch a bootstrap failure shows (see the module docstring), or None."""
+    if isinstance(cause, IllegalSaslStateError):
+        return AuthError(
+            server,
+            "the listener does not speak SASL "
+            "(is it a PLAINTEXT or SSL listener? check the port or remove sasl)",
+            refused="SASL",
+        )
+    if isinstance(cause, UnsupportedSaslMechanismError) and sasl and "Enabled mechanisms" not in str(cause):
+        # answered with the error code alone (aiokafka drops the list of mechanisms the broker sent)
+        return AuthError(
+            server,
+            f"the listener does not offer the SASL mechanism {sasl} "
+            "(check sasl.mechanism, and that this listener speaks SASL at all)",
+            refused="SASL",
+        )
+    closed = isinstance(cause, KafkaConnectionError) and str(cause).endswith(" closed")
+    if tls and step == "connect" and isinstance(cause, ConnectionResetError | asyncio.IncompleteReadError):
+        return AuthError(
+            server,
+            "the listener reset the connection during the TLS handshake: it does not speak TLS "
+            "(is it a PLAINTEXT or SASL_PLAINTEXT listener? check the port or remove tls)",
+            refused="TLS",
+        )
+    if tls and step == "connect" and closed:
+        return AuthError(
+            server,
+            "it closed the connection after the TLS handshake, at the first request, as a listener that "
+            "requires a client certificate does to a client without one (set tls.client_certs)",
+        )
+    if not tls and step == "connect" and closed:
+        return AuthError(
+            server,
+            "it closed the connection at the first request, as a TLS listener does to a client without "
+            "TLS (is it an SSL or SASL_SSL listener? check the port or set tls.enabled: true)",
+        )
+    if not sasl and step == "metadata" and closed:
+        return AuthError(
+            server,
+            "it answered the version request, then closed the connection at the metadata request, as a "
+            "SASL listener does to a client without SASL (is it a SASL_PLAINTEXT or SASL_SSL listener? "
+            "check the port or set sasl)",
+        )
+    return None
 
 
 class KafkaSource:
@@ -155,6 +258,7 @@ class KafkaSource:
         ctx = ssl_context(s.tls, where=f"input.{s.kind}.tls")  # ConfigError if its files do not load
         for broker in s.brokers:
             _BOOTSTRAP.causes.pop(broker, None)
+            _BOOTSTRAP.steps.pop(broker, None)
         if ctx is not None:
             opts["ssl_context"] = ctx
         if s.sasl is not None and s.sasl.mechanism != "none":
@@ -173,17 +277,33 @@ class KafkaSource:
     def _translate(self, exc: BaseException) -> BridgeError:
         if isinstance(exc, BridgeError):
             return exc
+        if isinstance(exc, UnsupportedCodecError):
+            return undecodable_batch(exc, self.brokers)
         auth = (
             AuthenticationFailedError, SaslAuthenticationFailed, UnsupportedSaslMechanismError,
             TopicAuthorizationFailedError, GroupAuthorizationFailedError,
         )  # fmt: skip
         if isinstance(exc, KafkaConnectionError) and "Unable to bootstrap" in str(exc):
-            causes = [_BOOTSTRAP.causes[b] for b in self.settings.brokers if b in _BOOTSTRAP.causes]
+            found = [b for b in self.settings.brokers if b in _BOOTSTRAP.causes]
+            s = self.settings
+            sasl = s.sasl.mechanism if s.sasl is not None and s.sasl.mechanism != "none" else None
+            for broker in reversed(found):
+                mismatch = listener_mismatch(
+                    _BOOTSTRAP.causes[broker], _BOOTSTRAP.steps.get(broker, "connect"),
+                    f"Kafka ({self.brokers})", tls=s.tls.enabled, sasl=sasl,
+                )  # fmt: skip
+                if mismatch is not None:
+                    return mismatch
+            causes = [_BOOTSTRAP.causes[b] for b in found]
             refused = [c for c in causes if isinstance(c, (*auth, ssl.SSLError))]
             if refused:
                 exc = refused[-1]
             elif causes:
-                return KafkaUnavailable(self.brokers, f"{exc}: {causes[-1]}")
+                detail = f"{exc}: {causes[-1]}"
+                if isinstance(causes[-1], TimeoutError) and s.tls.enabled:
+                    # Tansu, for one, waits silently for a request after a TLS ClientHello
+                    detail += " (no answer to the TLS handshake: does this listener speak TLS?)"
+                return KafkaUnavailable(self.brokers, detail)
         if isinstance(exc, auth):
             return AuthError(f"Kafka ({self.brokers})", str(exc) or type(exc).__name__)
         if isinstance(exc, ssl.SSLCertVerificationError):

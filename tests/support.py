@@ -81,9 +81,14 @@ async def create_topic(bootstrap: str, topic: str, partitions: int) -> None:
     await eventually(metadata_ready, within=20)
 
 
-async def produce(bootstrap: str, topic: str, records: Iterable[Record], *, batch: int = 500) -> int:
-    """Produce records (in order per partition); returns how many."""
-    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, linger_ms=5, max_batch_size=256 * 1024)
+async def produce(
+    bootstrap: str, topic: str, records: Iterable[Record], *, batch: int = 500, compression: str | None = None
+) -> int:
+    """Produce records (in order per partition); returns how many. ``compression``: the producer's
+    ``compression_type`` (gzip, snappy, lz4, zstd), so the broker stores compressed batches."""
+    producer = AIOKafkaProducer(
+        bootstrap_servers=bootstrap, linger_ms=5, max_batch_size=256 * 1024, compression_type=compression
+    )
     await producer.start()
     n = 0
     try:

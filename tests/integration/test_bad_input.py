@@ -93,6 +93,39 @@ def test_nats_unreachable_fails_within_bounded_time(kafka: Kafka, tmp_path: Path
     assert elapsed < 30
 
 
+# What each broker answers a SASL handshake on a listener without SASL, as the bridge reports it.
+NO_SASL = {
+    # Apache Kafka's PLAINTEXT listener: SaslHandshake → ILLEGAL_SASL_STATE
+    "kafka": "refused SASL: the listener does not speak SASL (is it a PLAINTEXT or SSL listener? check the port or remove sasl)",
+    # Tansu speaks no SASL: SaslHandshake → UNSUPPORTED_SASL_MECHANISM
+    "tansu": "refused SASL: the listener does not offer the SASL mechanism PLAIN (check sasl.mechanism, and that this listener speaks SASL at all)",
+}
+
+
+async def test_sasl_against_a_listener_without_sasl_says_so(
+    kafka: Kafka, nats_url: str, names: dict, tmp_path: Path
+) -> None:
+    """README, exit codes: a broker that refuses us is exit 3; the message names the mismatch, not
+    "unreachable" (before: "unreachable: ... IllegalSaslStateError")."""
+    if kafka.name not in NO_SASL:
+        pytest.skip("an external broker's listener may well speak SASL")
+    topic, group = names["topic"], names["group"]
+    await create_topic(kafka.bootstrap, topic, 1)
+    await produce(kafka.bootstrap, topic, [Record(0, b"k", b"v")])
+    sasl = [{"mechanism": "PLAIN", "username": "alice", "password": "alice-secret"}]
+    cfg = write_config(tmp_path / "c.yaml", brokers=kafka.bootstrap, topics=[topic], group=group,
+                       nats_url=nats_url, subject=f"{names['prefix']}.x", extra_input={"sasl": sasl})  # fmt: skip
+    started = time.monotonic()
+    done = run_cli("backfill", "-c", str(cfg), "--json", timeout=90)
+    elapsed = time.monotonic() - started
+    assert done.returncode == 3, done.stderr[-2000:]
+    output = done.stdout + done.stderr
+    assert f"Kafka ({kafka.bootstrap}) {NO_SASL[kafka.name]}" in output, output[-2000:]
+    assert "unreachable" not in output
+    assert elapsed < 30  # refused at once: not retried
+    assert await committed_offsets(kafka.bootstrap, group, topic) == {}
+
+
 async def test_no_stream_for_subject_names_it_and_commits_nothing(
     kafka: Kafka, nats_url: str, names: dict, tmp_path: Path
 ) -> None:

@@ -7,6 +7,11 @@ wildcard token, whose interpolation fails, or whose headers plus payload exceed 
 payload itself is too large), and the partition keeps flowing; without a dead-letter subject the
 partition stops (exit 1) and nothing past the record is committed, while the other partitions go on.
 
+README, "Bad records", the server's limits: a record whose subject makes the ``HPUB`` protocol line
+longer than nats-server's ``max_control_line`` (``bridge.max_control_line``, 4096 by default) or whose
+header block is over JetStream's 64 KiB is refused before sending, like the records above: the server
+never closes the connection over it, so there is no reconnect loop.
+
 README, "Kafka metadata" / "Text rules": keys and header values that are not UTF-8 are decoded with
 U+FFFD, the payload passes byte for byte, CR and LF in header values become spaces, a repeated header
 name keeps its last value, a metadata key starting with ``Nats-`` is sent as ``Kafka-Header-<name>``,
@@ -194,6 +199,145 @@ async def test_too_large_without_dead_letter_stops_its_partition(
     assert sorted(m.offset for m in stored) == [(0, 0), (1, 0), (1, 1), (1, 2)]
     assert not connection_losses(stderr)
     assert "Maximum Payload" not in small_nats.log_path.read_text()
+
+
+# ----------------------------------------------------------------------------------- server limits
+
+BIG_HEADERS = tuple((f"h{i:04d}", b"v" * 90) for i in range(800))  # a header block of ~80 KB
+
+
+def limit_records() -> list[Record]:
+    """Partition 0: offset 1's 5 KB key makes the subject's protocol line too long. Partition 1: offset
+    1's headers (sent as metadata) are over 64 KiB. Partition 2: good records only."""
+    return [
+        Record(0, b"a", b"p0-0"),
+        Record(0, b"k" * 5000, b"p0-1"),
+        Record(0, b"c", b"p0-2"),
+        Record(1, b"a", b"p1-0"),
+        Record(1, b"b", b"p1-1", BIG_HEADERS),
+        Record(1, b"c", b"p1-2"),
+        Record(2, b"a", b"p2-0"),
+        Record(2, b"b", b"p2-1"),
+    ]
+
+
+@pytest.fixture(scope="module")
+def limits_nats() -> Iterator[devenv.NatsServer]:
+    """A nats-server with the default limits (max_control_line 4096, max_payload 1 MiB) whose log the
+    tests read."""
+    with devenv.NatsServer(name="default-limits") as server:
+        yield server
+
+
+def limits_config(kafka: Kafka, url: str, names: dict, workdir: Path, dead_letter: bool) -> Path:
+    prefix = names["prefix"]
+    bridge = {"dead_letter": {"subject": f"{prefix}.dlq"}} if dead_letter else {}
+    return write_config(workdir / "c.yaml", brokers=kafka.bootstrap, topics=[names["topic"]],
+                        group=names["group"], nats_url=url, subject=prefix + '.k.${! meta("kafka_key") }',
+                        extra_output={"metadata": {"include_patterns": [r"^h\d{4}$"]}},
+                        bridge=bridge)  # fmt: skip
+
+
+def assert_never_sent(stderr: str, server: devenv.NatsServer) -> None:
+    """Refused before sending: the server never closed the connection, the bridge never reconnected."""
+    assert not connection_losses(stderr)
+    log = server.log_path.read_text().lower()
+    assert "maximum control line" not in log
+    assert "maximum payload" not in log
+
+
+CONTROL_LINE = (
+    r"subject makes the protocol line 5,0\d\d bytes, over nats-server's max_control_line of 4096 "
+    r"\(bridge\.max_control_line\)"
+)
+HEADER_SIZE = r"headers are 79,\d\d\d bytes, over JetStream's limit of 65,535 for a message's headers"
+
+
+async def test_server_limits_go_to_the_dead_letter_subject(
+    kafka: Kafka, limits_nats: devenv.NatsServer, names: dict, workdir: Path
+) -> None:
+    topic, stream, group, prefix = names["topic"], names["stream"], names["group"], names["prefix"]
+    url = limits_nats.url
+    await create_topic(kafka.bootstrap, topic, 3)
+    await produce(kafka.bootstrap, topic, limit_records())
+    await create_stream(url, stream, [f"{prefix}.>"])
+    code, stdout, stderr = backfill(limits_config(kafka, url, names, workdir, dead_letter=True))
+    assert code == 0, stderr[-3000:]
+
+    stored = await raw_stream(url, stream)
+    data = sorted((m.offset, m.data) for m in stored if m.subject != f"{prefix}.dlq")
+    assert data == [((0, 0), b"p0-0"), ((0, 2), b"p0-2"), ((1, 0), b"p1-0"), ((1, 2), b"p1-2"),
+                    ((2, 0), b"p2-0"), ((2, 1), b"p2-1")]  # fmt: skip
+    dead = {m.offset: m for m in stored if m.subject == f"{prefix}.dlq"}
+    assert sorted(dead) == [(0, 1), (1, 1)]
+    assert dead[(0, 1)].text("Bridge-Error-Kind") == "control_line"
+    assert re.fullmatch(CONTROL_LINE, dead[(0, 1)].text("Bridge-Error") or ""), dead[(0, 1)].headers
+    assert dead[(1, 1)].text("Bridge-Error-Kind") == "header_size"
+    assert re.fullmatch(HEADER_SIZE, dead[(1, 1)].text("Bridge-Error") or ""), dead[(1, 1)].headers
+    for (partition, offset), m in dead.items():
+        assert (m.text("Kafka-Topic"), m.text("Kafka-Partition"), m.text("Kafka-Offset")) == (
+            topic, str(partition), str(offset),
+        )  # fmt: skip
+        assert m.data == f"p{partition}-{offset}".encode()
+    summary = json.loads(stdout[stdout.index("{") :])
+    assert summary["exit_code"] == 0
+    assert sorted((p["partition"], p["dead_lettered"]) for p in summary["partitions"]) == [
+        (0, 1),
+        (1, 1),
+        (2, 0),
+    ]
+    assert await committed_offsets(kafka.bootstrap, group, topic) == {0: 3, 1: 3, 2: 2}
+    assert_never_sent(stderr, limits_nats)
+
+
+async def test_server_limits_without_dead_letter_stop_their_partitions(
+    kafka: Kafka, limits_nats: devenv.NatsServer, names: dict, workdir: Path
+) -> None:
+    topic, stream, group, prefix = names["topic"], names["stream"], names["group"], names["prefix"]
+    url = limits_nats.url
+    await create_topic(kafka.bootstrap, topic, 3)
+    await produce(kafka.bootstrap, topic, limit_records())
+    await create_stream(url, stream, [f"{prefix}.>"])
+    code, stdout, stderr = backfill(limits_config(kafka, url, names, workdir, dead_letter=False))
+    assert code == 1, stderr[-3000:]
+
+    summary = json.loads(stdout[stdout.index("{") :])
+    stopped = {p["partition"]: p["stopped"] for p in summary["partitions"] if p["stopped"]}
+    assert sorted(stopped) == [0, 1], summary
+    assert re.match(rf"partition {topic}/0 stopped at offset 1: {CONTROL_LINE}", stopped[0]), stopped
+    assert re.match(rf"partition {topic}/1 stopped at offset 1: {HEADER_SIZE}", stopped[1]), stopped
+    # nothing past a stopped record is committed; the good partition finished
+    assert await committed_offsets(kafka.bootstrap, group, topic) == {0: 1, 1: 1, 2: 2}
+    stored = await raw_stream(url, stream)
+    assert sorted(m.offset for m in stored) == [(0, 0), (1, 0), (2, 0), (2, 1)]
+    assert_never_sent(stderr, limits_nats)
+
+
+async def test_dead_letter_subject_over_the_control_line_stops_the_partition(
+    kafka: Kafka, limits_nats: devenv.NatsServer, names: dict, workdir: Path
+) -> None:
+    """The dead-letter subject is interpolated too: when it would break the control line as well, the
+    partition stops with both reasons rather than sending it."""
+    topic, stream, group, prefix = names["topic"], names["stream"], names["group"], names["prefix"]
+    url = limits_nats.url
+    await create_topic(kafka.bootstrap, topic, 1)
+    await produce(kafka.bootstrap, topic, [r for r in limit_records() if r.partition == 0])
+    await create_stream(url, stream, [f"{prefix}.>"])
+    cfg = write_config(workdir / "c.yaml", brokers=kafka.bootstrap, topics=[topic], group=group, nats_url=url,
+                       subject=prefix + '.k.${! meta("kafka_key") }',
+                       bridge={"dead_letter": {"subject": prefix + '.dlq.${! meta("kafka_key") }'}})  # fmt: skip
+    code, stdout, stderr = backfill(cfg)
+    assert code == 1, stderr[-3000:]
+    summary = json.loads(stdout[stdout.index("{") :])
+    [stopped] = [p["stopped"] for p in summary["partitions"] if p["stopped"]]
+    assert re.match(
+        rf"partition {topic}/0 stopped at offset 1: {CONTROL_LINE}; dead-letter publish impossible: "
+        r"subject makes the protocol line 5,0\d\d bytes",
+        stopped,
+    ), stopped
+    assert await committed_offsets(kafka.bootstrap, group, topic) == {0: 1}
+    assert [m.offset for m in await raw_stream(url, stream)] == [(0, 0)]
+    assert_never_sent(stderr, limits_nats)
 
 
 # ----------------------------------------------------------------------------------- subjects and templates

@@ -10,7 +10,9 @@ topics, produce and read committed offsets):
 
 Key stores are PEM, inline in ``server.properties``; certificates come from a ``trustme`` CA.
 Each test runs the real ``backfill`` CLI; wrong credentials end the run with exit code 3, a message
-naming the broker and the refusal, and nothing committed.
+naming the broker and the refusal, and nothing committed. So does a client whose security protocol
+does not match the listener (SASL or TLS configured or not): the message names the mismatch instead
+of "unreachable".
 """
 
 from __future__ import annotations
@@ -239,3 +241,73 @@ async def test_unknown_issuer(secured: SecuredKafka, nats_url: str, names: dict,
         names,
         "TLS certificate verify failed: unable to get local issuer certificate",
     )
+
+
+# ----------------------------------------------------------------------------------- mismatched listeners
+
+# (listener, the input's security settings, what the message says after "Kafka (<listener>) ")
+MISMATCHES = {
+    "no-sasl-to-sasl-listener": (
+        "SASL_PLAINTEXT", {},
+        "refused the connection: it answered the version request, then closed the connection at the metadata "
+        "request, as a SASL listener does to a client without SASL (is it a SASL_PLAINTEXT or SASL_SSL "
+        "listener? check the port or set sasl)",
+    ),
+    "no-tls-to-ssl-listener": (
+        "SSL", {},
+        "refused the connection: it closed the connection at the first request, as a TLS listener does to a "
+        "client without TLS (is it an SSL or SASL_SSL listener? check the port or set tls.enabled: true)",
+    ),
+    "sasl-without-tls-to-sasl-ssl-listener": (
+        "SASL_SSL", {"sasl": [{"mechanism": "PLAIN", "username": USER, "password": PASSWORD}]},
+        "refused the connection: it closed the connection at the first request, as a TLS listener does",
+    ),
+    "tls-to-plaintext-listener": (
+        "PLAINTEXT", {"tls": {"enabled": True}},
+        "refused TLS: the listener reset the connection during the TLS handshake: it does not speak TLS "
+        "(is it a PLAINTEXT or SASL_PLAINTEXT listener? check the port or remove tls)",
+    ),
+    "sasl-to-ssl-listener-with-tls": (
+        "SSL", {"tls": {"enabled": True}, "sasl": [{"mechanism": "PLAIN", "username": USER, "password": PASSWORD}]},
+        "refused SASL: the listener does not speak SASL (is it a PLAINTEXT or SSL listener? check the port or "
+        "remove sasl)",
+    ),
+}  # fmt: skip
+
+
+@pytest.mark.parametrize("case", sorted(MISMATCHES))
+async def test_mismatched_security_protocol_is_named(
+    secured: SecuredKafka, nats_url: str, names: dict, workdir: Path, case: str
+) -> None:
+    listener, security, said = MISMATCHES[case]
+    if "tls" in security:
+        security = {**security, "tls": {**security["tls"], "root_cas_file": secured.ca_file}}
+    await prepare(secured, nats_url, names)
+    started = time.monotonic()
+    run = backfill(secured, listener, nats_url, names, workdir, **security)
+    assert run.code == 3, run.text[-3000:]
+    assert f"Kafka ({secured.listener(listener)}) {said}" in run.text, run.text[-2000:]
+    assert "unreachable" not in run.text
+    assert time.monotonic() - started < 30
+    assert await committed_offsets(secured.plaintext, names["group"], names["topic"]) == {}
+
+
+async def test_missing_client_certificate_is_named(
+    secured: SecuredKafka, nats_url: str, names: dict, workdir: Path
+) -> None:
+    """A listener that wants a client certificate speaks TLS: the refusal says what it wants, not that it
+    does not speak TLS (before: "unreachable: ... Connection at ... closed")."""
+    await prepare(secured, nats_url, names)
+    run = backfill(
+        secured, "MTLS", nats_url, names, workdir, tls={"enabled": True, "root_cas_file": secured.ca_file}
+    )
+    assert run.code == 3, run.text[-3000:]
+    assert (
+        f"Kafka ({secured.listener('MTLS')}) refused the connection: it closed the connection after the TLS "
+        "handshake, at the first request, as a listener that requires a client certificate does to a client "
+        "without one (set tls.client_certs)"
+    ) in run.text, run.text[-2000:]
+    assert "unreachable" not in run.text
+    assert "does not speak TLS" not in run.text
+    assert "TLS listener does to a client without TLS" not in run.text
+    assert await committed_offsets(secured.plaintext, names["group"], names["topic"]) == {}

@@ -194,6 +194,7 @@ def test_defaults() -> None:
     bridge = loaded.config.bridge
     assert bridge.ack_timeout == 10.0
     assert bridge.dead_letter is None
+    assert bridge.max_control_line == 4096  # nats-server's default
     assert bridge.msg_id is None  # the built-in record identity (bridge.router.record_id)
     assert loaded.templates.msg_id is None
     assert loaded.templates.record_id is True
@@ -259,11 +260,13 @@ bridge:
   ack_timeout: 5s
   retry_timeout: 1m30s
   revoke_timeout: 250ms
+  max_control_line: 8192
   dead_letter:
     subject: dlq.${! meta("kafka_topic") }
 """
     )
     bridge = loaded.config.bridge
+    assert bridge.max_control_line == 8192
     assert bridge.ack_timeout == 5.0
     assert bridge.retry_timeout == 90.0
     assert bridge.revoke_timeout == pytest.approx(0.25)
@@ -538,6 +541,20 @@ def test_invalid_yaml_unclosed_flow_sequence() -> None:
             10,
             "ack_timeout must be above zero",
             id="zero-ack-timeout",
+        ),
+        pytest.param(
+            BASE + "bridge:\n  max_control_line: 100\n",
+            "bridge.max_control_line",
+            11,
+            "greater than or equal to 256",
+            id="max-control-line-too-small",
+        ),
+        pytest.param(
+            BASE + "bridge:\n  max_control_line: 4GB\n",
+            "bridge.max_control_line",
+            11,
+            "less than or equal to 2147483647",
+            id="max-control-line-too-large",
         ),
         pytest.param(
             BASE + "    metadata:\n      include_patterns: ['ok', '(']\n",

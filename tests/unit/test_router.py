@@ -19,6 +19,7 @@ from bridge.errors import ConfigError, RecordError
 from bridge.kafkaproto import topic_id_text
 from bridge.message import Message
 from bridge.router import Envelope, Router, parse_record_id, record_id
+from bridge.sink import MAX_REPLY_LEN
 from bridge.wire import (
     clean_header_value,
     encode_header_lines,
@@ -38,8 +39,10 @@ def make_router(
     output: str = "",
     bridge: str = "",
     max_payload: int = 1024 * 1024,
+    reply: int = 0,
 ) -> Router:
-    """``output`` is YAML indented under ``nats_jetstream:``; ``bridge`` under ``bridge:``."""
+    """``output`` is YAML indented under ``nats_jetstream:``; ``bridge`` under ``bridge:`` (its
+    ``max_control_line`` reaches the router as the pipeline passes it)."""
     text = (
         "input:\n"
         "  kafka_franz:\n"
@@ -54,7 +57,10 @@ def make_router(
         + ("bridge:\n" + "".join(f"  {line}\n" for line in bridge.splitlines()) if bridge else "")
     )
     loaded = parse(text, environ={})
-    return Router(loaded.templates, loaded.output.metadata, max_payload=max_payload)
+    return Router(
+        loaded.templates, loaded.output.metadata, max_payload=max_payload,
+        max_control_line=loaded.config.bridge.max_control_line, reply=reply,
+    )  # fmt: skip
 
 
 def msg(
@@ -451,6 +457,145 @@ def test_dead_letter_subject_is_checked() -> None:
     assert info.value.kind == "subject"
 
 
+# --------------------------------------------------------------------------- server limits
+
+REPLY = MAX_REPLY_LEN  # what the pipeline passes: the longest reply subject the sink sends
+KEYED = 'k.${! meta("kafka_key") }'
+
+
+def line_of(envelope: Envelope, reply: int = REPLY) -> int:
+    """The control line nats-server measures: ``<subject> <reply> <hdr> <total>``."""
+    sizes = envelope.pre.split(b"\r\n", 1)[0]  # b" <hdr> <total>"
+    return len(envelope.head) - len(b"HPUB ") + reply + len(sizes)
+
+
+def key_for_line(length: int, hlen: int, total: int) -> bytes:
+    """A key that makes ``k.<key>``'s control line exactly ``length`` bytes."""
+    fixed = len("k.") + REPLY + 3 + len(str(hlen)) + len(str(total))
+    return b"x" * (length - fixed)
+
+
+def test_control_line_at_the_limit_is_sent_one_byte_over_is_a_record_error() -> None:
+    router = make_router(subject=KEYED, reply=REPLY)
+    hlen = len(b"NATS/1.0\r\nNats-Msg-Id: orders-3-41\r\n\r\n")
+    total = hlen + len(b'{"id": 1}')
+    envelope = router.route(msg(key=key_for_line(4096, hlen, total)))
+    assert line_of(envelope) == 4096
+    with pytest.raises(RecordError) as info:
+        router.route(msg(key=key_for_line(4097, hlen, total)))
+    assert info.value.kind == "control_line"
+    assert info.value.reason == (
+        "subject makes the protocol line 4,097 bytes, over nats-server's max_control_line of 4096 "
+        "(bridge.max_control_line)"
+    )
+
+
+def test_control_line_counts_the_digits_of_the_sizes() -> None:
+    """The same subject fits with a 99-byte frame body and not with a 100-byte one (one more digit)."""
+    router = make_router(subject=KEYED, reply=REPLY)
+    hlen = len(b"NATS/1.0\r\nNats-Msg-Id: orders-3-41\r\n\r\n")
+    key = key_for_line(4096, hlen, 99)
+    assert line_of(router.route(msg(key=key, value=b"v" * (99 - hlen)))) == 4096
+    with pytest.raises(RecordError, match="4,097 bytes"):
+        router.route(msg(key=key, value=b"v" * (100 - hlen)))
+
+
+def test_5kb_key_in_the_subject_is_a_control_line_error() -> None:
+    with pytest.raises(RecordError) as info:
+        make_router(subject=KEYED, reply=REPLY).route(msg(key=b"k" * 5000))
+    assert info.value.kind == "control_line"
+    assert "over nats-server's max_control_line of 4096" in info.value.reason
+
+
+def test_max_control_line_is_configurable() -> None:
+    router = make_router(subject=KEYED, bridge="max_control_line: 8192", reply=REPLY)
+    assert router.route(msg(key=b"k" * 5000)).subject == "k." + "k" * 5000
+    with pytest.raises(RecordError, match="max_control_line of 8192"):
+        router.route(msg(key=b"k" * 8192))
+
+
+def test_header_block_at_64k_is_sent_one_byte_over_is_a_record_error() -> None:
+    router = make_router(output="metadata:\n  include_patterns: ['^pad$']")
+    base = len(b"NATS/1.0\r\npad: \r\nNats-Msg-Id: orders-3-41\r\n\r\n")
+    envelope = router.route(msg(headers=[("pad", b"p" * (65535 - base))]))
+    headers, _ = split_tail(envelope.tail)
+    assert len(headers) == 65535
+    with pytest.raises(RecordError) as info:
+        router.route(msg(headers=[("pad", b"p" * (65536 - base))]))
+    assert info.value.kind == "header_size"
+    assert (
+        info.value.reason
+        == "headers are 65,536 bytes, over JetStream's limit of 65,535 for a message's headers"
+    )
+
+
+def test_max_payload_is_checked_before_the_header_limit() -> None:
+    router = make_router(output="metadata:\n  include_patterns: ['^pad$']", max_payload=4096)
+    with pytest.raises(RecordError) as info:
+        router.route(msg(headers=[("pad", b"p" * 70000)]))
+    assert info.value.kind == "size"
+
+
+def test_no_fast_route_when_the_subject_could_break_the_control_line() -> None:
+    """``for_partition`` gives the hot path only to partitions no record of which can break a limit;
+    otherwise every record takes the general path, which checks it exactly."""
+    short = make_router(subject='a.${! meta("kafka_topic") }', reply=REPLY)
+    assert short.for_partition("orders", 0) is not None
+    prefix = "a" * 4030  # "<prefix>.orders" + reply + 3 spaces = 4090 bytes: 6 left for the two sizes
+    router = make_router(subject=prefix + '.${! meta("kafka_topic") }', reply=REPLY)
+    assert router.for_partition("orders", 0) is None
+    assert line_of(router.route(msg(value=b""))) == 4094  # " 38 38"
+    with pytest.raises(RecordError, match="4,098 bytes"):
+        router.route(msg(value=b"v" * 100_000))  # " 38 100038"
+
+
+def test_no_fast_route_when_static_headers_could_break_the_header_limit() -> None:
+    router = make_router(output=f"headers:\n  Big: {'b' * 65500}")
+    assert router.for_partition("orders", 0) is None
+    with pytest.raises(RecordError) as info:
+        router.route(msg())
+    assert info.value.kind == "header_size"
+
+
+def test_dead_letter_subject_is_checked_against_the_control_line() -> None:
+    router = make_router(
+        subject=KEYED, bridge='dead_letter:\n  subject: dlq.${! meta("kafka_key") }', reply=REPLY
+    )
+    with pytest.raises(RecordError) as first:
+        router.route(msg(key=b"k" * 5000))
+    with pytest.raises(RecordError) as info:
+        router.dead_letter(msg(key=b"k" * 5000), first.value)
+    assert info.value.kind == "control_line"
+
+
+def test_dead_letter_of_a_control_line_error() -> None:
+    router = make_router(subject=KEYED, bridge=DEAD, reply=REPLY)
+    with pytest.raises(RecordError) as info:
+        router.route(msg(key=b"k" * 5000))
+    envelope = router.dead_letter(msg(key=b"k" * 5000), info.value)
+    assert envelope.subject == "dlq.orders"
+    lines = header_lines(envelope)
+    assert "Bridge-Error-Kind: control_line" in lines
+    assert lines[0].startswith("Bridge-Error: subject makes the protocol line 5,0")
+    assert split_tail(envelope.tail)[1] == b'{"id": 1}'
+
+
+def test_dead_letter_reason_is_cut_to_512_characters() -> None:
+    router = make_router(bridge=DEAD, max_payload=4096)
+    envelope = router.dead_letter(msg(), RecordError("r" * 10_000, kind="interpolation"))
+    assert header_lines(envelope)[0] == "Bridge-Error: " + "r" * 511 + "…"
+
+
+def test_long_subject_in_an_error_is_shortened() -> None:
+    router = make_router(subject="${! content() }")
+    with pytest.raises(RecordError) as info:
+        router.route(msg(value=b"a " + b"x" * 10_000))
+    assert (
+        info.value.reason
+        == f"subject {'a ' + 'x' * 58!r}… (10,002 bytes) contains whitespace or control characters"
+    )
+
+
 # --------------------------------------------------------------------------- subject cache
 
 
@@ -514,6 +659,12 @@ def test_subject_cache_sees_a_header_shadowing_kafka_topic() -> None:
         (">", "wildcard token '>'"),
         ("a.*", "wildcard token '*'"),
         ("a.>.b", "wildcard token '>'"),
+        ("$NRG.x", "starts with '$NRG.', which nats-server reserves"),
+        ("_GR_.x.y", "starts with '_GR_.', which nats-server reserves"),
+        ("$NRGx", None),
+        ("a.$NRG.x", None),
+        ("s." + "x" * 65534, "over the 65,535 bytes JetStream can store"),
+        ("s." + "x" * 65533, None),
     ],
 )
 def test_subject_problem(subject: str, problem: str | None) -> None:
