@@ -152,7 +152,31 @@ class JetStreamError(PublishError):
             10054,  # message size exceeds maximum allowed
             10097,  # header size exceeds maximum allowed of 64k
             10071,  # wrong last sequence
+            10164,  # wrong last sequence (constant form)
             10070,  # wrong last msg id
+            10060,  # expected stream does not match (a configured Nats-Expected-Stream header)
+            10063,  # expected stream sequence does not match
+            10193,  # missing sequence for expected last sequence per subject
+            10165,  # invalid per-message TTL (a configured Nats-TTL header)
+            10166,  # per-message TTL is disabled on the stream
+            10168,
+            10169,
+            10170,
+            10171,
+            10172,  # message counters (Nats-Incr): disabled, missing, ...
+            10177,
+            10179,
+            10205,
+            10207,  # batch publish headers the stream does not take
+            10188,
+            10189,
+            10190,
+            10191,
+            10192,
+            10203,
+            10212,
+            10223,  # message schedules headers
+            10227,  # stream source header not allowed
         }
     )
 

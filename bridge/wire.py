@@ -23,7 +23,12 @@ router raises ``RecordError`` naming the limit), read in nats-server's source (v
 - **headers** (``server/stream.go``): JetStream refuses a header block over 65,535 bytes
   (``JSStreamHeaderExceedsMaximumErr``, 10097) whatever ``max_payload`` is.
 - **reserved subjects** (``processInboundClientMsg``): a client may not publish to ``$NRG.`` or
-  ``_GR_.`` subjects (``-ERR 'Permissions Violation'``; no reply would ever come).
+  ``_GR_.`` subjects (``-ERR 'Permissions Violation'``; no reply would ever come). The bridge also
+  never publishes a record to a subject the server or its clients give a meaning to: ``$JS.`` (a
+  record keyed ``$JS.API.STREAM.DELETE.X`` under ``subject: ${! @kafka_key }`` would call the
+  JetStream API), ``$JSC.``, ``$SYS.`` and ``_INBOX.`` (a publish there is a reply to someone's
+  request — the bridge's own PubAck inbox included); ``$KV.`` and ``$O.`` are stream subjects and
+  allowed.
 - **subject length**: the file store keeps a subject's length in 16 bits (``writeMsgRecord``), so
   a subject over 65,535 bytes is refused too (only reachable with a larger ``max_control_line``).
 
@@ -46,6 +51,8 @@ MAX_CONTROL_LINE = 4096  # nats-server's default max_control_line (server/const.
 MAX_HEADER_BYTES = 65535  # JetStream's limit on a message's header block (server/stream.go)
 MAX_SUBJECT_BYTES = 65535  # the file store's 16-bit subject length
 RESERVED_PREFIXES = ("$NRG.", "_GR_.")  # subjects a client may not publish to
+# subjects with a meaning to the server or to other clients: a record is never published there
+MEANINGFUL_PREFIXES = ("$JS.", "$JSC.", "$SYS.", "_INBOX.")
 
 _BAD_SUBJECT_CHARS = re.compile(r"[\x00-\x20\x7f]")
 _BAD_HEADER_NAME = re.compile(r"[^\x21-\x39\x3b-\x7e]")  # printable ASCII except ':'
@@ -110,6 +117,12 @@ def subject_problem(subject: str) -> str | None:
     if subject.startswith(RESERVED_PREFIXES):
         prefix = next(p for p in RESERVED_PREFIXES if subject.startswith(p))
         return f"subject {_shown(subject)} starts with {prefix!r}, which nats-server reserves"
+    if subject.startswith(MEANINGFUL_PREFIXES):
+        prefix = next(p for p in MEANINGFUL_PREFIXES if subject.startswith(p))
+        return (
+            f"subject {_shown(subject)} starts with {prefix!r}: a publish there is a request to the server "
+            "or a reply to a client, never a record"
+        )
     if len(subject) > MAX_SUBJECT_BYTES // 4 and len(subject.encode()) > MAX_SUBJECT_BYTES:
         return f"subject {_shown(subject)} is over the {MAX_SUBJECT_BYTES:,} bytes JetStream can store"
     return None

@@ -26,6 +26,7 @@ from __future__ import annotations
 import base64
 import json
 import re
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -44,6 +45,7 @@ from tests.support import (
     msg_ids,
     produce,
     run_cli,
+    stream_count,
     write_config,
 )
 
@@ -529,3 +531,62 @@ async def test_record_headers_cannot_change_the_default_msg_id(
     stored = await raw_stream(nats_url, stream)
     assert [m.data for m in stored] == [b"r0", b"r1", b"r2"]  # none dropped as a "duplicate"
     assert [m.text("Nats-Msg-Id") for m in stored] == await msg_ids(kafka.bootstrap, topic, 0, range(3))
+
+
+# ----------------------------------------------------------------------------------- subjects with a meaning
+
+
+async def test_a_key_naming_a_jetstream_api_subject_never_reaches_the_api(
+    kafka: Kafka, nats_url: str, names: dict, workdir: Path
+) -> None:
+    """``subject: ${! @kafka_key }`` and a hostile key: a publish to ``$JS.API.STREAM.DELETE.<stream>``
+    would delete the stream, to ``_INBOX.…`` it would answer somebody's request. Such records are
+    dead-lettered; the stream is untouched."""
+    topic, stream, group, prefix = names["topic"], names["stream"], names["group"], names["prefix"]
+    victim = f"{stream}_VICTIM"
+    await create_topic(kafka.bootstrap, topic, 1)
+    await create_stream(nats_url, victim, [f"victim.{stream}"])
+    await create_stream(nats_url, stream, [f"{prefix}.>"])
+    keys = [
+        f"{prefix}.ok",
+        f"$JS.API.STREAM.DELETE.{victim}",
+        "_INBOX.abc.1",
+        "$SYS.REQ.SERVER.PING",
+        f"{prefix}.ok2",
+    ]
+    await produce(kafka.bootstrap, topic, [Record(0, k.encode(), b"v") for k in keys])
+    cfg = write_config(workdir / "c.yaml", brokers=kafka.bootstrap, topics=[topic], group=group,
+                       nats_url=nats_url, subject='${! @kafka_key }',
+                       bridge={"dead_letter": {"subject": f"{prefix}.dlq"}})  # fmt: skip
+    code, _, stderr = backfill(cfg)
+    assert code == 0, stderr[-3000:]
+    stored = await raw_stream(nats_url, stream)
+    assert [m.subject for m in stored if m.subject != f"{prefix}.dlq"] == [f"{prefix}.ok", f"{prefix}.ok2"]
+    dead = sorted((m.offset[1], m.text("Bridge-Error-Kind")) for m in stored if m.subject == f"{prefix}.dlq")
+    assert dead == [(1, "subject"), (2, "subject"), (3, "subject")]
+    assert await stream_count(nats_url, victim) == 0  # still there: stream_count raises on a missing stream
+    assert await committed_offsets(kafka.bootstrap, group, topic) == {0: 5}
+
+
+async def test_a_header_the_stream_rejects_for_good_is_dead_lettered_at_once(
+    kafka: Kafka, nats_url: str, names: dict, workdir: Path
+) -> None:
+    """A configured ``Nats-Expected-Stream`` naming another stream: JetStream answers 10060 for every
+    attempt, so the record goes to the dead-letter subject at once instead of being retried until
+    ``retry_timeout``."""
+    topic, stream, group, prefix = names["topic"], names["stream"], names["group"], names["prefix"]
+    await create_topic(kafka.bootstrap, topic, 1)
+    await create_stream(nats_url, stream, [f"{prefix}.>"])
+    await produce(kafka.bootstrap, topic, [Record(0, b"k", f"v{i}".encode()) for i in range(3)])
+    cfg = write_config(workdir / "c.yaml", brokers=kafka.bootstrap, topics=[topic], group=group,
+                       nats_url=nats_url, subject=f"{prefix}.data",
+                       extra_output={"headers": {"Nats-Expected-Stream": "SOMEWHERE_ELSE"}},
+                       bridge={"dead_letter": {"subject": f"{prefix}.dlq"}, "retry_timeout": "5m"})  # fmt: skip
+    began = time.monotonic()
+    code, _, stderr = backfill(cfg)
+    assert code == 0, stderr[-3000:]
+    assert time.monotonic() - began < 30
+    stored = await raw_stream(nats_url, stream)
+    assert [(m.subject, m.text("Bridge-Error-Kind")) for m in stored] == [(f"{prefix}.dlq", "jetstream")] * 3
+    assert "10060" in (stored[0].text("Bridge-Error") or "")
+    assert await committed_offsets(kafka.bootstrap, group, topic) == {0: 3}

@@ -15,7 +15,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from bridge.config import parse
-from bridge.errors import ConfigError, RecordError
+from bridge.errors import ConfigError, JetStreamError, RecordError
 from bridge.kafkaproto import topic_id_text
 from bridge.message import Message
 from bridge.router import Envelope, Router, parse_record_id, record_id
@@ -643,7 +643,8 @@ def test_subject_cache_sees_a_header_shadowing_kafka_topic() -> None:
         ("a-b_c.D9", None),
         ("a*", None),  # only whole-token wildcards are wildcards
         ("a>.b", None),
-        ("$JS.API.x", None),
+        ("$JS.API.x", "a publish there is a request to the server or a reply to a client, never a record"),
+        ("$KV.b.k", None),
         ("", "subject is empty"),
         (" ", "whitespace or control characters"),
         ("a b", "whitespace or control characters"),
@@ -847,3 +848,31 @@ def test_record_id_round_trips(topic: str, topic_id: str, partition: int, offset
 def test_record_ids_of_two_incarnations_never_collide(topic: str, partition: int, a: int, b: int) -> None:
     old, new = topic_id_text(b"\x01" * 16), topic_id_text(b"\x02" * 16)
     assert record_id(old, topic, partition, a) != record_id(new, topic, partition, b)
+
+
+@pytest.mark.parametrize(
+    "subject",
+    [
+        "$JS.API.STREAM.DELETE.ORDERS",
+        "$JS.ACK.S.C.1.2.3.4.5",
+        "$JSC.R.x",
+        "$SYS.REQ.SERVER.PING",
+        "_INBOX.abc.1",
+    ],
+)
+def test_subjects_with_a_meaning_to_the_server_or_a_client_are_refused(subject: str) -> None:
+    problem = subject_problem(subject)
+    assert problem is not None
+    assert "never a record" in problem
+
+
+@pytest.mark.parametrize("subject", ["$KV.bucket.key", "$O.store.C.x", "orders.$JS.API", "inbox._INBOX"])
+def test_stream_subjects_with_dollars_are_allowed(subject: str) -> None:
+    assert subject_problem(subject) is None
+
+
+@pytest.mark.parametrize(
+    ("err_code", "retriable"), [(10060, False), (10165, False), (10054, False), (10008, True)]
+)
+def test_jetstream_errors_no_retry_can_fix_are_permanent(err_code: int, retriable: bool) -> None:
+    assert JetStreamError("s", 400, err_code, "x").retriable is retriable
