@@ -27,6 +27,7 @@ from tests.support import (
     committed_offsets,
     create_stream,
     create_topic,
+    msg_ids,
     produce,
     read_stream,
     run_cli,
@@ -101,9 +102,9 @@ async def test_every_codec_is_read_and_delivered_exactly_once(
     for partition, codec in enumerate(CODECS):
         got = [m for m in messages if m.subject == f"{prefix}.{partition}"]
         expected = records_of(partition)
-        assert [m.headers["Nats-Msg-Id"] for m in got] == [
-            f"{topic}-{partition}-{i}" for i in range(PER_PARTITION)
-        ]
+        assert [m.headers["Nats-Msg-Id"] for m in got] == await msg_ids(
+            kafka.bootstrap, topic, partition, range(PER_PARTITION)
+        )
         assert [m.data for m in got] == [r.value for r in expected]  # in offset order
         assert [m.headers["kafka_key"] for m in got] == [r.key.decode() for r in expected if r.key]
         assert [m.headers["seq"] for m in got] == [str(i) for i in range(PER_PARTITION)]
