@@ -6,8 +6,9 @@ Owns two things aiokafka does not offer:
   ask the broker to auto-create every topic they name (``allow_auto_topic_creation`` defaults to true
   for Metadata v4+), so a consumer subscribed to a deleted topic re-creates it, with the broker's
   default partition count, on its next metadata refresh (measured on Apache Kafka 4.4). ``install()``
-  makes aiokafka's ``MetadataRequest`` default to ``allow_auto_topic_creation=False``; the bridge
-  calls it once, before building a client.
+  makes aiokafka's ``MetadataRequest`` default to ``allow_auto_topic_creation=False``, for every
+  aiokafka client of the process (aiokafka builds the request from a module-level name; a bridge
+  process runs only the bridge's clients). Importing the Kafka adapter calls it.
 - **Committed for which incarnation.** Every commit carries ``kjb topic_id=<ID>`` as its metadata
   (``commit_metadata``), read back with ``committed_metadata`` (aiokafka's ``committed()`` returns the
   offset alone): an offset committed for an earlier incarnation of a topic is not a place to start in
