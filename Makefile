@@ -36,12 +36,12 @@ bench: install
 	$(PY) -m bridge bench $(BENCH_ARGS)
 
 lint: install
-	$(VENV)/bin/ruff format --check bridge tests
-	$(VENV)/bin/ruff check bridge tests
+	$(VENV)/bin/ruff format --check bridge bridgedev tests
+	$(VENV)/bin/ruff check bridge bridgedev tests
 
 format: install
-	$(VENV)/bin/ruff format bridge tests
-	$(VENV)/bin/ruff check --fix bridge tests
+	$(VENV)/bin/ruff format bridge bridgedev tests
+	$(VENV)/bin/ruff check --fix bridge bridgedev tests
 
 typecheck: install
 	$(VENV)/bin/mypy

@@ -1,12 +1,15 @@
-"""The command line: ``run``, ``backfill``, ``lint``, ``dev``, ``verify``, ``translate``,
+"""The command line: ``run``, ``backfill``, ``lint``, ``dev``, ``bench``, ``verify``, ``translate``,
 ``streams ensure``; signals; exit codes.
 
-Exit codes (``bridge.errors.ExitCode``): 0 done; 1 a delivery failed or a partition stopped;
+Exit codes (``bridge.core.errors.ExitCode``): 0 done; 1 a delivery failed or a partition stopped;
 2 the config or the command line is invalid (nothing connected); 3 a broker was unreachable or
 refused the credentials (nothing committed); 130 a second signal ended the run at once.
 
 Every line the commands print (results, errors, logs, tracebacks) passes through
-``bridge.log.redact_text``: ``main`` installs ``bridge.log.guard_output`` before anything else.
+``bridge.ops.log.redact_text``: ``main`` installs ``bridge.ops.log.guard_output`` before anything else.
+
+The dev tooling (``bridgedev``: local brokers, ``bench``, the ``dev`` demo) is imported only by the
+``dev`` and ``bench`` commands, when they run: no other command loads it, nor its dependencies.
 
 The first SIGTERM/SIGINT stops fetching, waits for the in-flight acks, commits and exits 0. A
 second one exits at once: uncommitted records are simply read again by the next run and dropped
@@ -26,13 +29,12 @@ from typing import Any
 
 import structlog
 
-from bridge import config as config_mod
-from bridge import eventloop
-from bridge import log as log_mod
-from bridge.bench import Params
-from bridge.errors import BridgeError, ConfigError, ExitCode
-from bridge.modes import Backfill, Continuous, Mode, parse_start
-from bridge.pipeline import Pipeline, RunResult
+from bridge.core import config as config_mod
+from bridge.core.errors import BridgeError, ConfigError, ExitCode
+from bridge.ops import log as log_mod
+from bridge.run import eventloop
+from bridge.run.modes import Backfill, Continuous, Mode, parse_start
+from bridge.run.pipeline import Pipeline, RunResult
 
 log = structlog.get_logger("bridge.cli")
 
@@ -54,26 +56,29 @@ def _parser() -> argparse.ArgumentParser:
     bf = sub.add_parser("backfill", help="publish up to the end offsets seen at start, commit, exit")
     bf.add_argument("-c", "--config", required=True, help="Redpanda Connect YAML file")
     bf.add_argument(
-        "--from", dest="start", default="committed",
+        "--from",
+        dest="start",
+        default="committed",
         help="earliest | committed (default) | an RFC 3339 timestamp such as 2026-01-31T00:00:00Z",
-    )  # fmt: skip
+    )
     bf.add_argument("--json", action="store_true", help="print the summary as JSON instead of a table")
     bf.add_argument("--workers", type=int, help=WORKERS_HELP)
 
+    # The bench's defaults are its own (bridgedev.bench.Params): an option not given stays None here, so
+    # that building this parser imports no dev tooling.
     bench = sub.add_parser("bench", help="measure raw Kafka, raw JetStream and the bridge on local brokers")
-    defaults = Params()
-    bench.add_argument("--records", type=int, default=defaults.records)
-    bench.add_argument("--size", type=int, default=defaults.size, help="record value size in bytes")
-    bench.add_argument("--partitions", type=int, default=defaults.partitions)
-    bench.add_argument("--max-in-flight", type=int, default=defaults.max_in_flight)
-    bench.add_argument("--broker", choices=("kafka", "tansu"), default=defaults.broker)
-    bench.add_argument("--kafka-bootstrap", default="", help="use this broker instead of starting one")
-    bench.add_argument("--nats-url", default="", help="use this nats-server instead of starting one")
-    bench.add_argument("--workers", default="1,2", help="worker counts for the backfill phase, e.g. 1,2")
-    bench.add_argument("--latency-rate", type=int, default=defaults.latency_rate, help="records/s")
-    bench.add_argument("--latency-seconds", type=float, default=defaults.latency_seconds, help="0 skips it")
+    bench.add_argument("--records", type=int)
+    bench.add_argument("--size", type=int, help="record value size in bytes")
+    bench.add_argument("--partitions", type=int)
+    bench.add_argument("--max-in-flight", type=int)
+    bench.add_argument("--broker", choices=("kafka", "tansu"))
+    bench.add_argument("--kafka-bootstrap", help="use this broker instead of starting one")
+    bench.add_argument("--nats-url", help="use this nats-server instead of starting one")
+    bench.add_argument("--workers", help="worker counts for the backfill phase, e.g. 1,2 (default: 1,2)")
+    bench.add_argument("--latency-rate", type=int, help="records/s")
+    bench.add_argument("--latency-seconds", type=float, help="0 skips it")
     bench.add_argument("--no-baseline", action="store_true", help="skip the plain-loop baseline")
-    bench.add_argument("--output", default=defaults.output, help="where to write the JSON results")
+    bench.add_argument("--output", help="where to write the JSON results")
 
     lint = sub.add_parser("lint", help="validate config files; exit 2 with one line per problem")
     lint.add_argument("files", nargs="+")
@@ -143,7 +148,7 @@ def _install_signals(loop: asyncio.AbstractEventLoop, stop: asyncio.Event) -> No
 
 
 async def _run_pipeline(loaded: config_mod.Loaded, mode: Mode, show_progress: bool) -> RunResult:
-    from bridge import http as http_mod  # aiohttp and prometheus-client: only for run and backfill
+    from bridge.ops import http as http_mod  # aiohttp and prometheus-client: only for run and backfill
 
     stop = asyncio.Event()
     _install_signals(asyncio.get_running_loop(), stop)
@@ -162,9 +167,14 @@ async def _run_pipeline(loaded: config_mod.Loaded, mode: Mode, show_progress: bo
     )
 
     with Progress(
-        TextColumn("[bold]backfill"), BarColumn(), MofNCompleteColumn(), TaskProgressColumn(),
-        TextColumn("{task.fields[rate]} rec/s"), TimeRemainingColumn(), transient=False,
-    ) as progress:  # fmt: skip
+        TextColumn("[bold]backfill"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TaskProgressColumn(),
+        TextColumn("{task.fields[rate]} rec/s"),
+        TimeRemainingColumn(),
+        transient=False,
+    ) as progress:
         task = progress.add_task("backfill", total=None, rate="-")
         done = 0
 
@@ -248,10 +258,17 @@ def _print_summary(result: RunResult) -> None:
         table.add_column(col, justify="right" if col not in ("partition", "stream") else "left")
     for r in result.reports:
         table.add_row(
-            f"{r.topic}/{r.partition}", f"{r.records:,}", _s(r.first_offset), _s(r.last_offset),
-            r.stream or "-", _s(r.first_seq), _s(r.last_seq), f"{r.duplicates:,}", _s(r.committed),
+            f"{r.topic}/{r.partition}",
+            f"{r.records:,}",
+            _s(r.first_offset),
+            _s(r.last_offset),
+            r.stream or "-",
+            _s(r.first_seq),
+            _s(r.last_seq),
+            f"{r.duplicates:,}",
+            _s(r.committed),
             f"{r.undelivered:,}",
-        )  # fmt: skip
+        )
     Console(file=sys.stdout, width=140).print(table)
     for stopped in result.stopped:
         print(f"STOPPED: {stopped}")
@@ -286,7 +303,7 @@ async def _provision(loaded: config_mod.Loaded) -> None:
     connection attempts as for the pipeline: ``max_reconnects``, ``reconnect_wait`` apart)."""
     section = loaded.config.bridge.stream
     if section is not None and section.ensure:
-        from bridge import streams
+        from bridge.jetstream import streams
 
         await streams.ensure(loaded, patient=True)
 
@@ -310,7 +327,7 @@ def cmd_run(path: str, workers: int | None = None) -> int:
     loaded = _load_or_exit(path)
     n = _workers(loaded, workers)
     if n > 1:
-        from bridge.workers import supervise
+        from bridge.run.workers import supervise
 
         return supervise(["run", "-c", path, "--workers", "1"], n)
     _setup_logging(loaded)
@@ -327,7 +344,7 @@ def cmd_backfill(path: str, start: str, as_json: bool, workers: int | None = Non
         return int(ExitCode.CONFIG)
     n = _workers(loaded, workers)
     if n > 1:
-        from bridge.workers import supervise
+        from bridge.run.workers import supervise
 
         args = ["backfill", "-c", path, "--from", start, "--workers", "1"] + (["--json"] if as_json else [])
         return supervise(args, n, merge_json=as_json)
@@ -343,7 +360,7 @@ def cmd_backfill(path: str, start: str, as_json: bool, workers: int | None = Non
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    log_mod.guard_output()  # every line printed from here on: credentials in URLs masked (bridge.log)
+    log_mod.guard_output()  # every line printed from here on: credentials in URLs masked (bridge.ops.log)
     args = _parser().parse_args(argv)
     if args.command == "lint":
         return cmd_lint(args.files)
@@ -352,24 +369,40 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command == "backfill":
         return cmd_backfill(args.config, args.start, args.json, args.workers)
     if args.command == "bench":
-        from bridge import bench
-
-        counts = tuple(int(w) for w in args.workers.split(",") if w.strip())
-        return bench.main(
-            Params(
-                records=args.records, size=args.size, partitions=args.partitions,
-                max_in_flight=args.max_in_flight, broker=args.broker, kafka_bootstrap=args.kafka_bootstrap,
-                nats_url=args.nats_url, workers=counts, latency_rate=args.latency_rate,
-                latency_seconds=args.latency_seconds, baseline=not args.no_baseline, output=args.output,
-            )
-        )  # fmt: skip
+        return cmd_bench(args)
     if args.command == "dev":
-        from bridge.demo import cmd_dev
+        from bridgedev.demo import cmd_dev  # dev tooling: only for this command
 
         return cmd_dev(args.broker, args.config, args.records)
     if args.command in ("verify", "translate", "streams"):
         return cmd_migration(args)
     raise AssertionError(args.command)
+
+
+# ---------------------------------------------------------------------------- bench
+
+
+def cmd_bench(args: argparse.Namespace) -> int:
+    """``bench``: the options given over ``bridgedev.bench.Params``' defaults."""
+    from bridgedev import bench  # dev tooling: only for this command
+
+    given = {
+        "records": args.records,
+        "size": args.size,
+        "partitions": args.partitions,
+        "max_in_flight": args.max_in_flight,
+        "broker": args.broker,
+        "kafka_bootstrap": args.kafka_bootstrap,
+        "nats_url": args.nats_url,
+        "latency_rate": args.latency_rate,
+        "latency_seconds": args.latency_seconds,
+        "output": args.output,
+    }
+    params = bench.Params(**{k: v for k, v in given.items() if v is not None})
+    if args.workers is not None:
+        params.workers = tuple(int(w) for w in args.workers.split(",") if w.strip())
+    params.baseline = not args.no_baseline
+    return bench.main(params)
 
 
 # ---------------------------------------------------------------------------- migration commands
@@ -381,18 +414,18 @@ def cmd_migration(args: argparse.Namespace) -> int:
     _setup_logging(loaded)
     try:
         if args.command == "verify":
-            from bridge import verify
+            from bridge.migrate import verify
 
             report = eventloop.run(verify.verify(loaded, stream=args.stream))
             print(json.dumps(report.as_json(), indent=2) if args.json else report.render())
             return int(ExitCode.OK if report.ok else ExitCode.FAILED)
         if args.command == "translate":
-            from bridge import translate
+            from bridge.migrate import translate
 
             result = eventloop.run(translate.translate(loaded, args.group, stream=args.stream))
             print(json.dumps(result.as_json(), indent=2) if args.json else result.render())
             return int(ExitCode.OK if result.ok else ExitCode.FAILED)
-        from bridge import streams
+        from bridge.jetstream import streams
 
         if loaded.config.bridge.stream is None:
             sys.stderr.write(f"{args.config}: bridge.stream: required by streams ensure\n")

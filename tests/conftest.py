@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from bridge import devenv
+from bridgedev import brokers as devenv
 from tests.support import unique
 
 KAFKA_PARAMS = ["external"] if os.environ.get("KAFKA_BOOTSTRAP") else ["kafka", "tansu"]

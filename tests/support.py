@@ -27,8 +27,9 @@ from aiokafka.admin import AIOKafkaAdminClient
 from nats.js.api import StreamConfig
 from nats.js.errors import NotFoundError
 
-from bridge import devenv, kafkaproto
-from bridge.router import record_id
+from bridge.core.routing import record_id
+from bridge.kafka import protocol
+from bridgedev import brokers as devenv
 
 T = TypeVar("T")
 REPO = Path(__file__).resolve().parents[1]
@@ -128,13 +129,13 @@ async def topic_id(bootstrap: str, topic: str) -> str:
     admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
     await admin.start()
     try:
-        return (await kafkaproto.topic_ids(admin._client, [topic]))[topic]
+        return (await protocol.topic_ids(admin._client, [topic]))[topic]
     finally:
         await admin.close()
 
 
 async def msg_ids(bootstrap: str, topic: str, partition: int, offsets: Iterable[int]) -> list[str]:
-    """The default ``Nats-Msg-Id`` of each of these records (``bridge.router.record_id``)."""
+    """The default ``Nats-Msg-Id`` of each of these records (``bridge.core.routing.record_id``)."""
     tid = await topic_id(bootstrap, topic)
     return [record_id(tid, topic, partition, o) for o in offsets]
 

@@ -19,7 +19,7 @@ from typing import Any
 
 import pytest
 
-from bridge import devenv
+from bridgedev import brokers as devenv
 from tests.faults.harness import RESULTS
 
 

@@ -28,7 +28,7 @@ import nats
 import psutil
 from aiokafka import AIOKafkaProducer
 
-from bridge.router import parse_record_id
+from bridge.core.routing import parse_record_id
 from tests.support import BridgeProcess, committed_offsets, end_offsets, read_stream, write_config
 
 SUBJECT_SUFFIX = '${! meta("kafka_partition") }'

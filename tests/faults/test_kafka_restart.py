@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from bridge import devenv
+from bridgedev import brokers as devenv
 from tests.faults.harness import (
     SteadyProducer,
     check_stream,

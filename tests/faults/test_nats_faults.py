@@ -16,7 +16,7 @@ from pathlib import Path
 import nats
 import pytest
 
-from bridge import devenv
+from bridgedev import brokers as devenv
 from tests.faults.harness import (
     Sampler,
     SteadyProducer,

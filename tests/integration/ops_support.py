@@ -14,7 +14,7 @@ from typing import Any
 import aiohttp
 from prometheus_client.parser import text_string_to_metric_families
 
-from bridge.devenv import free_port
+from bridgedev.brokers import free_port
 from tests.support import write_config
 
 PREFIX = "kafka_jetstream_bridge_"

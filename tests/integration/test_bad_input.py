@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from bridge.devenv import free_port
+from bridgedev.brokers import free_port
 from tests.conftest import Kafka
 from tests.support import (
     Record,

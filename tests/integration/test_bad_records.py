@@ -34,8 +34,8 @@ from pathlib import Path
 import nats
 import pytest
 
-from bridge import devenv
-from bridge.router import parse_record_id
+from bridge.core.routing import parse_record_id
+from bridgedev import brokers as devenv
 from tests.conftest import Kafka
 from tests.support import (
     Record,

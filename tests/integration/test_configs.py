@@ -13,8 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from bridge.config import load
-from bridge.errors import ConfigError
+from bridge.core.config import load
+from bridge.core.errors import ConfigError
 from tests.support import REPO, run_cli
 
 CONFIGS = sorted((REPO / "configs").glob("*.yaml"))

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from bridge import devenv
+from bridgedev import brokers as devenv
 from tests.conftest import Kafka
 from tests.integration.ops_support import get, ops_config, scrape
 from tests.support import (

@@ -28,7 +28,7 @@ from typing import Any
 import pytest
 import trustme
 
-from bridge.devenv import ApacheKafka, KafkaListener
+from bridgedev.brokers import ApacheKafka, KafkaListener
 from tests.integration.secured_support import Pem, Run, leaf, pkcs8, run_backfill, write
 from tests.support import Record, committed_offsets, create_stream, create_topic, produce, read_stream
 

@@ -19,7 +19,7 @@ from typing import Any
 import nkeys
 import pytest
 
-from bridge.devenv import NatsServer
+from bridgedev.brokers import NatsServer
 from tests.conftest import KAFKA_PARAMS, Kafka
 from tests.integration.secured_support import (
     Operator,

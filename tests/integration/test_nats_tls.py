@@ -18,7 +18,7 @@ from typing import Any
 import pytest
 import trustme
 
-from bridge.devenv import NatsServer
+from bridgedev.brokers import NatsServer
 from tests.conftest import KAFKA_PARAMS, Kafka
 from tests.integration.secured_support import (
     Pem,

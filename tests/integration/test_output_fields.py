@@ -22,7 +22,7 @@ from typing import Any
 import nats
 import pytest
 
-from bridge.devenv import NatsServer, free_port
+from bridgedev.brokers import NatsServer, free_port
 from tests.conftest import KAFKA_PARAMS, Kafka
 from tests.integration.secured_support import Run, run_backfill
 from tests.support import Record, create_stream, create_topic, msg_ids, produce, read_stream

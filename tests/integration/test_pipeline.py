@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from bridge.router import record_id
+from bridge.core.routing import record_id
 from tests.conftest import Kafka
 from tests.support import (
     BridgeProcess,

@@ -16,8 +16,8 @@ import nkeys
 import pytest
 import trustme
 
-from bridge import devenv
-from bridge.devenv import ApacheKafka, KafkaListener
+from bridgedev import brokers as devenv
+from bridgedev.brokers import ApacheKafka, KafkaListener
 from tests.conftest import Kafka
 from tests.integration.secured_support import Operator, encrypted_key, leaf
 from tests.support import (

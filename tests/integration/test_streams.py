@@ -9,7 +9,7 @@ from typing import Any
 import nats
 import pytest
 
-from bridge import devenv
+from bridgedev import brokers as devenv
 from tests.conftest import Kafka
 from tests.integration.ops_support import get, ops_config
 from tests.support import (

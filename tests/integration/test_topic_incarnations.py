@@ -20,8 +20,8 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.structs import OffsetAndMetadata
 
-from bridge import kafkaproto
-from bridge.router import parse_record_id, record_id
+from bridge.core.routing import parse_record_id, record_id
+from bridge.kafka import protocol
 from tests.conftest import KAFKA_PARAMS, Kafka
 from tests.support import (
     BridgeProcess,
@@ -238,7 +238,7 @@ async def test_a_commit_made_for_an_earlier_topic_of_the_same_name_is_not_a_star
     await create_topic(kafka.bootstrap, topic, 1)
     await produce(kafka.bootstrap, topic, values("new", 10))
     await commit_with_metadata(
-        kafka.bootstrap, group, topic, 6, kafkaproto.commit_metadata(kafkaproto.topic_id_text(b"\x07" * 16))
+        kafka.bootstrap, group, topic, 6, protocol.commit_metadata(protocol.topic_id_text(b"\x07" * 16))
     )
     await create_stream(nats_url, stream, [f"{prefix}.>"])
     cfg = write_config(workdir / "c.yaml", brokers=kafka.bootstrap, topics=[topic], group=group,

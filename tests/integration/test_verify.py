@@ -13,7 +13,7 @@ import pytest
 from aiokafka import AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
-from bridge import devenv
+from bridgedev import brokers as devenv
 from tests.conftest import Kafka
 from tests.support import (
     Record,

@@ -1,7 +1,7 @@
 """Routing and frame encoding against a real nats-server: every frame the router builds is accepted and
 stored byte for byte, or the record is refused (``RecordError``) before anything is sent.
 
-README, "Bad records" and "Text rules"; bridge.wire's list of the limits nats-server enforces.
+README, "Bad records" and "Text rules"; bridge.core.frames's list of the limits nats-server enforces.
 
 Two parts:
 
@@ -43,14 +43,14 @@ import yaml
 from hypothesis import HealthCheck, Phase, event, given, settings
 from hypothesis import strategies as st
 
-from bridge import devenv
-from bridge.config import Loaded, parse
-from bridge.errors import RecordError
-from bridge.message import Message
-from bridge.natsopts import connect_options
-from bridge.router import Envelope, Router
-from bridge.sink import INBOX_PREFIX_LEN, MAX_REPLY_LEN, JetStreamSink
-from bridge.wire import MAX_HEADER_BYTES
+from bridge.core.config import Loaded, parse
+from bridge.core.errors import RecordError
+from bridge.core.frames import MAX_HEADER_BYTES
+from bridge.core.message import Message
+from bridge.core.routing import Envelope, Router
+from bridge.jetstream.options import connect_options
+from bridge.jetstream.publisher import INBOX_PREFIX_LEN, MAX_REPLY_LEN, JetStreamSink
+from bridgedev import brokers as devenv
 from tests.support import create_stream
 
 pytestmark = pytest.mark.integration

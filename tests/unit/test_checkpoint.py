@@ -1,4 +1,4 @@
-"""bridge.checkpoint: nothing is committed past an unacknowledged record, whatever the ack order."""
+"""bridge.core.checkpoint: nothing is committed past an unacknowledged record, whatever the ack order."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from hypothesis import settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, rule
 
-from bridge.checkpoint import Checkpointer, CheckpointStats, Ledger
+from bridge.core.checkpoint import Checkpointer, CheckpointStats, Ledger
 
 
 def tracked(*offsets: int, position: int | None = None) -> Ledger:

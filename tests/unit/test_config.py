@@ -1,4 +1,4 @@
-"""bridge.config: the Redpanda Connect YAML dialects, defaults, and every problem with path and line.
+"""bridge.core.config: the Redpanda Connect YAML dialects, defaults, and every problem with path and line.
 
 Configs are written inline; the line numbers asserted below are the 1-based lines of those texts
 (every multi-line YAML literal starts on line 1 right after its opening quotes).
@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from bridge.config import (
+from bridge.core.config import (
     Loaded,
     TopicPartitions,
     load,
@@ -19,7 +19,7 @@ from bridge.config import (
     parse_size,
     substitute_env,
 )
-from bridge.errors import ConfigError, ExitCode, Problem
+from bridge.core.errors import ConfigError, ExitCode, Problem
 
 # Lines 1-9; anything appended starts on line 10.
 BASE = """\
@@ -195,7 +195,7 @@ def test_defaults() -> None:
     assert bridge.ack_timeout == 10.0
     assert bridge.dead_letter is None
     assert bridge.max_control_line == 4096  # nats-server's default
-    assert bridge.msg_id is None  # the built-in record identity (bridge.router.record_id)
+    assert bridge.msg_id is None  # the built-in record identity (bridge.core.routing.record_id)
     assert loaded.templates.msg_id is None
     assert loaded.templates.record_id is True
     assert loaded.templates.headers == ()

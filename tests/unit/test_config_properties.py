@@ -21,8 +21,8 @@ import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from bridge.config import Loaded, parse
-from bridge.errors import ConfigError
+from bridge.core.config import Loaded, parse
+from bridge.core.errors import ConfigError
 
 SETTINGS = settings(
     max_examples=150, deadline=2000, suppress_health_check=[HealthCheck.too_slow], database=None

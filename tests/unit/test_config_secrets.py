@@ -9,10 +9,10 @@ from typing import Any
 import pytest
 from pydantic import SecretStr
 
-from bridge.config import Loaded, is_secret, parse, secret_paths
-from bridge.errors import ConfigError
-from bridge.natsopts import auth_options
-from bridge.source import KafkaSource
+from bridge.core.config import Loaded, is_secret, parse, secret_paths
+from bridge.core.errors import ConfigError
+from bridge.jetstream.options import auth_options
+from bridge.kafka import options as kafka_options
 
 HEAD = """\
 input:
@@ -162,14 +162,9 @@ def test_nats_auth_options_carry_the_secret_text() -> None:
     assert auth("    auth: {token: t-1}\n") == {"token": "t-1"}
 
 
-class _NoHooks:
-    async def partitions_revoked(self, tps: Any) -> None: ...
-    async def partitions_assigned(self, tps: Any) -> None: ...
-
-
 def consumer_options(sasl: str) -> dict[str, Any]:
     loaded = parse(HEAD + f"    sasl: [{sasl}]\n" + OUT, environ={})
-    return KafkaSource(loaded.kafka, _NoHooks())._consumer_options()
+    return kafka_options.consumer_options(loaded.kafka)
 
 
 def test_kafka_sasl_options_carry_the_secret_text() -> None:

@@ -14,8 +14,8 @@ import kubernetes_validate
 import pytest
 import yaml
 
-from bridge.config import Loaded, parse
-from bridge.http import parse_address
+from bridge.core.config import Loaded, parse
+from bridge.ops.http import parse_address
 
 DEPLOY = Path(__file__).resolve().parents[2] / "deploy"
 K8S = DEPLOY / "k8s"

@@ -1,4 +1,4 @@
-"""bridge.eventloop: the tuned collector still frees cyclic garbage, on a clock."""
+"""bridge.run.eventloop: the tuned collector still frees cyclic garbage, on a clock."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import weakref
 
 import pytest
 
-from bridge import eventloop
+from bridge.run import eventloop
 
 
 class Buffer:

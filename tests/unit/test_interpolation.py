@@ -1,4 +1,4 @@
-"""bridge.interpolation: the ${! } template language, pinned function by function.
+"""bridge.core.interpolation: the ${! } template language, pinned function by function.
 
 Expected values follow Redpanda Connect v4's Bloblang (internal/bloblang/query): where our output
 looks surprising (``meta`` of an empty value is ``null``, ``1e6`` renders ``1e+06``) that is what
@@ -22,8 +22,14 @@ from typing import Any
 
 import pytest
 
-from bridge.errors import RecordError
-from bridge.interpolation import InterpolationError, MessageView, Template, TemplateSyntaxError, render_value
+from bridge.core.errors import RecordError
+from bridge.core.interpolation import (
+    InterpolationError,
+    MessageView,
+    Template,
+    TemplateSyntaxError,
+    render_value,
+)
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -609,7 +615,7 @@ def test_many_parts_render_in_order() -> None:
 
 def test_module_does_not_import_kafka_or_nats_clients() -> None:
     code = (
-        "import sys, bridge.interpolation\n"
+        "import sys, bridge.core.interpolation\n"
         "loaded = sorted(m for m in sys.modules if m.split('.')[0] in ('aiokafka', 'nats', 'kafka'))\n"
         "print(','.join(loaded))\n"
     )

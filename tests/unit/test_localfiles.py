@@ -1,4 +1,4 @@
-"""bridge.localfiles: the config file and credential files are read within bounds, never blocking.
+"""bridge.core.localfiles: the config file and credential files are read within bounds, never blocking.
 
 And the config checks every credential file it names when it loads (so ``lint`` reports them), with
 the field's dotted path and line; files of a ``tls`` block that is not enabled are never read.
@@ -12,10 +12,10 @@ from pathlib import Path
 
 import pytest
 
-from bridge import localfiles
-from bridge.config import load, parse
-from bridge.errors import ConfigError, Problem
-from bridge.localfiles import CONFIG_LIMIT, CREDENTIAL_LIMIT, FileRefused, read_config, read_credential
+from bridge.core import localfiles
+from bridge.core.config import load, parse
+from bridge.core.errors import ConfigError, Problem
+from bridge.core.localfiles import CONFIG_LIMIT, CREDENTIAL_LIMIT, FileRefused, read_config, read_credential
 
 pytestmark = pytest.mark.timeout(20)  # a FIFO that blocks would hang here, not fail: bound it
 

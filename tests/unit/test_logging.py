@@ -1,4 +1,4 @@
-"""``bridge.log``: JSON off a terminal, console on one; stdlib (aiokafka, nats-py) records through the
+"""``bridge.ops.log``: JSON off a terminal, console on one; stdlib (aiokafka, nats-py) records through the
 same renderer; secrets masked wherever they appear."""
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ from collections.abc import Iterator
 import pytest
 import structlog
 
-from bridge import log as log_mod
+from bridge.ops import log as log_mod
 
 
 class Tty(io.StringIO):

@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 
 import pytest
 
-from bridge.message import Message, text
+from bridge.core.message import Message, text
 
 
 @dataclass(frozen=True)

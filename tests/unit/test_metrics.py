@@ -1,4 +1,4 @@
-"""``bridge.metrics`` and ``bridge.http`` against a fake pipeline: exact values, the histogram's
+"""``bridge.ops.metrics`` and ``bridge.ops.http`` against a fake pipeline: exact values, the histogram's
 buckets, /ready's status and body, the root_path aliases, address parsing."""
 
 from __future__ import annotations
@@ -11,11 +11,13 @@ from aiohttp.test_utils import TestClient, TestServer
 from prometheus_client import generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
-from bridge.config import HttpSection
-from bridge.http import HttpServer, HttpServerError, parse_address
-from bridge.metrics import PREFIX, registry_for
-from bridge.pipeline import Health, PipelineStats
-from bridge.sink import LatencyHistogram, SinkStats
+from bridge.core.config import HttpSection
+from bridge.core.errors import HttpServerError
+from bridge.jetstream.publisher import SinkStats
+from bridge.ops.http import HttpServer, parse_address
+from bridge.ops.latency import LatencyHistogram
+from bridge.ops.metrics import PREFIX, registry_for
+from bridge.run.pipeline import Health, PipelineStats
 
 
 @dataclass

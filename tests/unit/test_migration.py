@@ -11,13 +11,14 @@ import pytest
 from aiokafka import TopicPartition
 
 from bridge import cli
-from bridge.config import Loaded, parse
-from bridge.errors import ConfigError
-from bridge.message import Message
-from bridge.router import Router
-from bridge.streams import NS, StreamError, desired_config, planned_update, subject_matches, subjects_for
-from bridge.translate import land
-from bridge.verify import Projection, VerifyError, checksum, compare, ranges
+from bridge.core.config import Loaded, parse
+from bridge.core.errors import ConfigError, StreamError, VerifyError
+from bridge.core.message import Message
+from bridge.core.routing import Router
+from bridge.jetstream.streams import NS, desired_config, planned_update, subject_matches, subjects_for
+from bridge.migrate.compare import compare, ranges
+from bridge.migrate.projection import Projection, checksum
+from bridge.migrate.translate import land
 
 BASE = """\
 input:

@@ -18,11 +18,11 @@ import yaml
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
-from bridge.config import parse
-from bridge.errors import RecordError
-from bridge.message import Message
-from bridge.router import PartitionRoute, Router
-from bridge.sink import MAX_REPLY_LEN
+from bridge.core.config import parse
+from bridge.core.errors import RecordError
+from bridge.core.message import Message
+from bridge.core.routing import PartitionRoute, Router
+from bridge.jetstream.publisher import MAX_REPLY_LEN
 
 TOPIC_CHARS = string.ascii_letters + string.digits + "._-"  # what Kafka allows in a topic name
 WORD = st.text(alphabet=string.ascii_letters + string.digits + "-_", min_size=1, max_size=12)

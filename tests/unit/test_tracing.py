@@ -1,4 +1,4 @@
-"""bridge.tracing: the ``inject_tracing_map`` recognizer, the spans and W3C context, and the router hook.
+"""bridge.core.tracing: the ``inject_tracing_map`` recognizer, the spans and W3C context, and the router hook.
 
 End to end (Kafka ``traceparent`` header → NATS header) is in tests/integration/test_output_fields.py.
 """
@@ -13,11 +13,11 @@ from collections.abc import Sequence
 
 import pytest
 
-from bridge.config import parse
-from bridge.errors import ConfigError
-from bridge.message import Message
-from bridge.router import Router
-from bridge.tracing import Injector, TracingMap, parse_mapping, set_path
+from bridge.core.config import parse
+from bridge.core.errors import ConfigError
+from bridge.core.message import Message
+from bridge.core.routing import Router
+from bridge.core.tracing import Injector, TracingMap, parse_mapping, set_path
 from tests.unit.test_purity import REPO
 
 TRACEPARENT = re.compile(r"^00-(?P<trace>[0-9a-f]{32})-(?P<span>[0-9a-f]{16})-(?P<flags>[0-9a-f]{2})$")
@@ -230,8 +230,8 @@ def test_no_opentelemetry_import_without_the_field() -> None:
     """A config without inject_tracing_map pays nothing: OpenTelemetry is not even imported."""
     code = (
         "import sys\n"
-        "from bridge.config import parse\n"
-        "from bridge.router import Router\n"
+        "from bridge.core.config import parse\n"
+        "from bridge.core.routing import Router\n"
         f"loaded = parse({BASE!r}, environ={{}})\n"
         "Router(loaded.templates, loaded.output.metadata)\n"
         "print(sorted(m for m in sys.modules if m.startswith('opentelemetry')))\n"

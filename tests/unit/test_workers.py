@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from bridge.workers import _merge, worker_index
+from bridge.run.workers import _merge, worker_index
 
 
 def part(partition: int, records: int, first: int, last: int, committed: int) -> dict:

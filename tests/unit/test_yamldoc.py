@@ -1,4 +1,4 @@
-"""bridge.yamldoc: the config's YAML within limits — alias bombs, deep nesting and recursive aliases are
+"""bridge.core.config.yamldoc: the config's YAML within limits — alias bombs, deep nesting and recursive aliases are
 config errors naming the path and the line, found in a fraction of a second and a few MB; lines and
 the written text of plain scalars are recorded for the config."""
 
@@ -11,9 +11,9 @@ from collections.abc import Iterator
 import pytest
 import yaml
 
-from bridge.config import parse
-from bridge.errors import ConfigError, Problem
-from bridge.yamldoc import MAX_DEPTH, MAX_VALUES, parse_document
+from bridge.core.config import parse
+from bridge.core.config.yamldoc import MAX_DEPTH, MAX_VALUES, parse_document
+from bridge.core.errors import ConfigError, Problem
 
 BASE = """\
 input:
@@ -173,6 +173,15 @@ def test_a_value_that_cannot_be_built_is_a_yaml_error_at_its_line(text: str) -> 
     assert info.value.problem_mark is not None
     assert info.value.problem_mark.line == 0
     assert "abc" not in str(info.value.problem)  # the value may be a secret: never repeated
+
+
+@pytest.mark.parametrize("text", ["!!int ", "x: !!int\n", "x: !!int ''\n"])
+def test_an_empty_int_is_a_yaml_error_too(text: str) -> None:
+    """PyYAML's int constructor reads the first character of an empty value (an IndexError, found by
+    test_config_properties.py::test_token_soup): a YAML error at its line like the others."""
+    with pytest.raises(yaml.MarkedYAMLError) as info:
+        parse_document(text)
+    assert info.value.problem == "the value cannot be read as !!int (IndexError)"
 
 
 def test_the_config_names_them_as_invalid_yaml_with_the_line() -> None:

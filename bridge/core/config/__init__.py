@@ -1,0 +1,61 @@
+"""The config: ``load(path)`` / ``parse(text)`` → a ``Loaded`` (models, the Kafka view, compiled templates).
+
+The package, by concept: ``units`` (durations, sizes, lists, secrets as scalar types), ``models`` (the
+sections), ``kafka`` (the input dialects → ``KafkaSettings``), ``secrets`` (which fields are secret),
+``yamldoc`` (the YAML document within limits, with lines) and ``loader`` (the loading path, every
+problem with its path and line). What other layers import is re-exported here. Pure package.
+"""
+
+from bridge.core.config.kafka import KafkaSettings, TopicPartitions, kafka_settings, parse_topics
+from bridge.core.config.loader import Loaded, Templates, credential_files, load, parse, substitute_env
+from bridge.core.config.models import (
+    TLS,
+    BridgeSection,
+    ClientCert,
+    Config,
+    DeadLetter,
+    FranzSASL,
+    HttpSection,
+    InputSection,
+    JetStreamOutput,
+    LoggerSection,
+    MetadataFilter,
+    NatsAuth,
+    OutputSection,
+    StreamSection,
+    url_credentials,
+)
+from bridge.core.config.secrets import is_secret, secret_paths
+from bridge.core.config.units import parse_duration, parse_size
+
+__all__ = [
+    "TLS",
+    "BridgeSection",
+    "ClientCert",
+    "Config",
+    "DeadLetter",
+    "FranzSASL",
+    "HttpSection",
+    "InputSection",
+    "JetStreamOutput",
+    "KafkaSettings",
+    "Loaded",
+    "LoggerSection",
+    "MetadataFilter",
+    "NatsAuth",
+    "OutputSection",
+    "StreamSection",
+    "Templates",
+    "TopicPartitions",
+    "credential_files",
+    "is_secret",
+    "kafka_settings",
+    "load",
+    "parse",
+    "parse_duration",
+    "parse_size",
+    "parse_topics",
+    "secret_paths",
+    "substitute_env",
+    "url_credentials",
+]

@@ -1,0 +1,126 @@
+"""The HTTP server of ``run`` and ``backfill``: ``/ping``, ``/ready``, ``/metrics``.
+
+Configured as in Redpanda Connect by the top-level ``http:`` section (``enabled``, ``address``
+default ``0.0.0.0:4195``, ``root_path`` default ``/benthos``: every endpoint answers both at
+``/<name>`` and ``<root_path>/<name>``). It runs as aiohttp handlers in the run's own event loop,
+so handlers read the pipeline's state directly, without locks, and never block.
+
+- ``GET /ping``: alive; ``200 pong`` as soon as the process serves HTTP.
+- ``GET /ready``: ``200`` only while NATS is connected, the consumer holds its partitions and
+  commits are not stale (``Pipeline.health()``); otherwise ``503``. The body is JSON either way:
+  ``{"ready": false, "checks": {...}, "failing": ["nats_connected"]}``.
+- ``GET /metrics``: Prometheus text format from ``bridge.ops.metrics`` (read at scrape time).
+
+``serving()`` starts the server before the pipeline connects (so ``/ping`` answers during start-up
+and ``/ready`` says why it is not ready yet) and stops it after the run. An address that cannot be
+bound is ``HttpServerError`` (exit code 1) before anything connects.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+import structlog
+from aiohttp import web
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+from bridge.core.config import HttpSection
+from bridge.core.errors import HttpServerError
+from bridge.ops.metrics import Observed, registry_for
+from bridge.run.workers import worker_index
+
+log = structlog.get_logger("bridge.http")
+
+
+def parse_address(address: str) -> tuple[str | None, int]:
+    """``"0.0.0.0:4195"``, ``":4195"`` (every interface), ``"[::1]:4195"`` → (host, port)."""
+    host, sep, port = address.rpartition(":")
+    if not sep or not port.isdigit() or not 0 <= int(port) <= 65535:
+        raise HttpServerError(address, "expected host:port, such as 0.0.0.0:4195")
+    host = host.strip("[]")
+    return (host or None), int(port)
+
+
+class HttpServer:
+    def __init__(self, section: HttpSection, pipeline: Observed, mode: str = "") -> None:
+        self.section = section
+        self._pipeline = pipeline
+        self._registry = registry_for(pipeline, mode)
+        self._runner: web.AppRunner | None = None
+        self._closed = False
+        self.port = 0
+
+    def _app(self) -> web.Application:
+        app = web.Application()
+        root = "/" + self.section.root_path.strip("/") if self.section.root_path.strip("/") else ""
+        for name, handler in (("ping", self._ping), ("ready", self._ready), ("metrics", self._metrics)):
+            app.router.add_get(f"/{name}", handler)
+            if root:
+                app.router.add_get(f"{root}/{name}", handler)
+        return app
+
+    async def start(self) -> None:
+        host, port = parse_address(self.section.address)
+        if port:
+            port += worker_index()  # with --workers N, worker i serves on port + i
+        runner = web.AppRunner(self._app(), access_log=None, handle_signals=False)
+        await runner.setup()
+        site = web.TCPSite(runner, host, port)
+        try:
+            await site.start()
+        except OSError as exc:
+            await runner.cleanup()
+            raise HttpServerError(self.section.address, exc.strerror or str(exc)) from exc
+        self._runner = runner
+        bound = runner.addresses
+        self.port = int(bound[0][1]) if bound else port
+        log.info("http_started", address=self.section.address, port=self.port)
+
+    async def aclose(self) -> None:
+        """Stop serving. Idempotent."""
+        if self._closed:
+            return
+        self._closed = True
+        if self._runner is not None:
+            await self._runner.cleanup()
+            log.info("http_stopped", address=self.section.address)
+
+    # ------------------------------------------------------------------ handlers
+
+    async def _ping(self, request: web.Request) -> web.Response:
+        return web.Response(text="pong")
+
+    async def _ready(self, request: web.Request) -> web.Response:
+        health = self._pipeline.health()
+        checks = {
+            "nats_connected": health.nats_connected,
+            "kafka_assigned": health.kafka_assigned,
+            "commits_fresh": health.commits_fresh,
+        }
+        body = {"ready": health.ready, "checks": checks, "failing": [k for k, ok in checks.items() if not ok]}
+        return web.Response(
+            text=json.dumps(body), status=200 if health.ready else 503, content_type="application/json"
+        )
+
+    async def _metrics(self, request: web.Request) -> web.Response:
+        return web.Response(
+            body=generate_latest(self._registry), headers={"Content-Type": CONTENT_TYPE_LATEST}
+        )
+
+
+@asynccontextmanager
+async def serving(
+    section: HttpSection, pipeline: Observed, mode: str = ""
+) -> AsyncIterator[HttpServer | None]:
+    """Serve ``pipeline``'s endpoints for the duration of the block (nothing when ``enabled: false``)."""
+    if not section.enabled:
+        yield None
+        return
+    server = HttpServer(section, pipeline, mode)
+    await server.start()
+    try:
+        yield server
+    finally:
+        await server.aclose()
