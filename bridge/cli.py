@@ -211,7 +211,7 @@ def _summary_json(result: RunResult) -> dict[str, Any]:
     return {
         "mode": result.mode,
         "exit_code": int(result.exit_code),
-        "error": None if result.error is None else log_mod.redact_text(str(result.error)),
+        "error": None if result.failure is None else log_mod.redact_text(result.failure),
         "elapsed_s": round(result.elapsed, 3),
         "records": result.records,
         "duplicates": result.stats.duplicates,

@@ -212,14 +212,17 @@ class RecordError(BridgeError):
 
 
 class PartitionStopped(BridgeError):
-    def __init__(self, topic: str, partition: int, offset: int, reason: str) -> None:
+    def __init__(
+        self, topic: str, partition: int, offset: int, reason: str, dead_letter: bool = False
+    ) -> None:
         self.topic = topic
         self.partition = partition
         self.offset = offset
         self.reason = reason
+        why = "its dead-letter publish failed too" if dead_letter else "no dead-letter subject configured"
         super().__init__(
             f"partition {topic}/{partition} stopped at offset {offset}: {reason} "
-            "(no dead-letter subject configured; nothing past this offset is committed)"
+            f"({why}; nothing past this offset is committed)"
         )
 
 
@@ -266,14 +269,34 @@ class LogRewound(BridgeError):
     run stops without committing anything more for the partition; the next run reads the new log from
     its ``start_offset`` with the new topic ID in every ``Nats-Msg-Id``."""
 
-    def __init__(self, topic: str, partition: int, detail: str) -> None:
+    AGAIN = "run the bridge again to read the new log from start_offset"
+
+    def __init__(self, topic: str, partition: int, detail: str, remedy: str = AGAIN) -> None:
         self.topic = topic
         self.partition = partition
         self.detail = detail
+        self.remedy = remedy
         super().__init__(
-            f"partition {topic}/{partition}: {detail}; nothing more is committed for it: "
-            "run the bridge again to read the new log from start_offset"
+            f"partition {topic}/{partition}: {detail}; nothing more is committed for it: {remedy}"
         )
+
+    @classmethod
+    def start_past_end(cls, topic: str, partition: int, offset: int, group: str, end: str = "") -> LogRewound:
+        """The offset a partition was to start at is past the end of its log: a group's commit (made for an
+        earlier topic of that name, or before the log was truncated) or a configured ``topic:p:offset``."""
+        where = f" ({end})" if end else ""
+        if group:
+            return cls(
+                topic, partition,
+                f"the committed offset {offset} of group {group!r} is past the end of the log{where}: the "
+                "topic was deleted and created again, or truncated, since that commit",
+                "reset the group's offset (kafka-consumer-groups --reset-offsets --to-earliest "
+                f"--group {group} --topic {topic}:{partition} --execute) or use another consumer_group",
+            )  # fmt: skip
+        return cls(
+            topic, partition, f"the configured start offset {offset} is past the end of the log{where}",
+            "configure an offset within the log",
+        )  # fmt: skip
 
 
 class BackfillIncomplete(BridgeError):
@@ -284,6 +307,9 @@ class BackfillIncomplete(BridgeError):
         self.undelivered = undelivered
         total = sum(undelivered.values())
         parts = ", ".join(f"{name}: {n:,}" for name, n in sorted(undelivered.items()))
+        if not undelivered:  # stopped before any partition was placed: nothing is known of its ends
+            super().__init__("backfill incomplete: stopped before it started reading")
+            return
         super().__init__(f"backfill incomplete: {total:,} records not delivered ({parts})")
 
 

@@ -36,6 +36,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Sequence
+from dataclasses import replace
 from typing import Any
 
 from bridge.core.config import MetadataFilter, Templates
@@ -75,6 +76,15 @@ def record_id(topic_id: str, topic: str, partition: int, offset: int | str) -> s
     if topic_id:
         return f"{topic_id}:{topic}-{partition}-{offset}"
     return f"{topic}-{partition}-{offset}"
+
+
+DEAD_LETTER_SUFFIX = "/dead-letter"
+"""Appended to the record's identity in its dead-letter publish's ``Nats-Msg-Id``: a record dead-lettered
+into the same stream as its data subject must still be stored when it is published again later (once
+the cause is fixed), not dropped as a duplicate of its dead-letter."""
+
+
+STREAM_SIZE_KIND = "stream_size"  # the stream refused the message for its size (max_msg_size, 10054)
 
 
 def parse_record_id(msg_id: str) -> tuple[str, str, int, int] | None:
@@ -164,6 +174,12 @@ class Envelope:
     def tail(self) -> bytes:
         """Everything after the reply subject."""
         return self.pre + self.payload + CRLF
+
+    @property
+    def size(self) -> int:
+        """Headers plus payload, what the server holds against its ``max_payload`` (read back from the
+        frame: for re-sends, never on the hot path)."""
+        return int(self.pre[1 : self.pre.index(b"\r\n")].split()[1])
 
     @classmethod
     def build(cls, subject: str, head: bytes, headers: bytes, payload: bytes, msg_id: str) -> Envelope:
@@ -336,6 +352,12 @@ class Router:
 
     # -- public ------------------------------------------------------------------------------
 
+    def set_max_payload(self, max_payload: int) -> None:
+        """The server's ``max_payload`` changed (it restarted with another): route by the new one. Routes
+        from ``for_partition`` carry the old one: build them again."""
+        self.max_payload = max_payload
+        self.limits = replace(self.limits, max_payload=max_payload)
+
     def set_topic_id(self, topic: str, topic_id: str) -> None:
         """The ID of ``topic``'s incarnation (``""``: unknown): part of the default ``Nats-Msg-Id``."""
         self._topic_ids[topic] = topic_id
@@ -389,6 +411,7 @@ class Router:
         assert self._dead_subject is not None
         subject, head, fixed = self._subject_for(msg, self._dead_subject)
         msg_id = record_id(self._topic_ids.get(msg.topic, ""), msg.topic, msg.partition, msg.offset)
+        msg_id += DEAD_LETTER_SUFFIX
         reason = error.reason
         if len(reason) > _REASON_MAX:
             reason = reason[: _REASON_MAX - 1] + "…"
@@ -401,7 +424,7 @@ class Router:
         ]
         payload = msg.content()
         budget = self.max_payload - 1024  # room for the headers above
-        if len(payload) > budget:
+        if len(payload) > budget or error.kind == STREAM_SIZE_KIND:
             pairs.append(("Bridge-Payload-Omitted", str(len(payload))))
             payload = b""
         headers = b"".join(

@@ -202,6 +202,14 @@ class Lane(Generic[P]):
         self.waiting.appendleft(item)
         return False
 
+    def give_up(self, item: P) -> None:
+        """The retry's probe ``item`` (failed, ``FAILED``) is to be handed back as unsendable rather than
+        sent again: it is settled; the retry goes on with the rest (``resume``)."""
+        item.state = DONE
+        item.token = 0
+        if item in self.sent:
+            self.sent.remove(item)
+
     def resume(self) -> None:
         """The probe was settled: the lane flows again; ``resend`` gives the rest in order."""
         self.halted = False

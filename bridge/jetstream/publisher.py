@@ -49,9 +49,10 @@ from bridge.core.errors import (
     NoStreamError,
     PublishError,
     ReconnectsExhausted,
+    RecordError,
 )
 from bridge.core.frames import CRLF
-from bridge.core.routing import Envelope
+from bridge.core.routing import Envelope, too_large
 from bridge.jetstream import lanes
 from bridge.jetstream.client import INBOX_PREFIX_LEN, MAX_REPLY_LEN, InboxClient
 from bridge.jetstream.errors import translate
@@ -65,6 +66,10 @@ __all__ = ["INBOX_PREFIX_LEN", "MAX_REPLY_LEN", "JetStreamSink", "Lane", "SinkSt
 
 log = structlog.get_logger("bridge.sink")  # the logger's name is part of the log format: kept
 
+CLOSED_ON_PROBE = (
+    3  # connection losses in a row with the same probe alone on the wire: the record is the cause
+)
+
 Ctx = TypeVar("Ctx")
 T = TypeVar("T")
 
@@ -72,11 +77,12 @@ T = TypeVar("T")
 class Lane(lanes.Lane[Envelope]):
     """A lane (``bridge.jetstream.lanes``) with the publisher's asyncio handles on it."""
 
-    __slots__ = ("idle_waiter", "probing", "retry_task")
+    __slots__ = ("closed_on_probe", "idle_waiter", "probing", "retry_task")
 
     def __init__(self, name: str) -> None:
         super().__init__(name)
         self.probing: asyncio.Future[None] | None = None  # the fate of the retry's probe
+        self.closed_on_probe = 0  # the connection was lost while the same probe was on the wire alone
         self.retry_task: asyncio.Task[None] | None = None
         self.idle_waiter: asyncio.Event | None = None  # set once nothing of the lane is unsettled
 
@@ -112,6 +118,7 @@ class JetStreamSink(Generic[Ctx]):
         reconnect_wait: float = 2.0,
         on_ack: Callable[[Ctx, int, bool, bytes], None],
         on_fail: Callable[[Ctx, BaseException], None],
+        on_connected: Callable[[int], None] | None = None,
         client: Callable[[], InboxClient] = InboxClient,
     ) -> None:
         self._options = connect_options
@@ -124,6 +131,7 @@ class JetStreamSink(Generic[Ctx]):
         self.reconnect_wait = reconnect_wait
         self._on_ack = on_ack
         self._on_fail = on_fail
+        self._on_connected = on_connected  # called with the server's max_payload on every connection
 
         self._nc: InboxClient | None = None
         self._prefix_bytes = b""  # the reply inbox of this connection, b"_INBOX.<nuid>."
@@ -141,6 +149,7 @@ class JetStreamSink(Generic[Ctx]):
         self._group: asyncio.TaskGroup | None = None  # every background task; see the module docstring
         self._supervisor: asyncio.Task[None] | None = None  # the task that holds the group open
         self._reconnecting: asyncio.Task[None] | None = None
+        self._probe_turn = asyncio.Lock()  # one lane's retry probe on the wire at a time
         self._health: asyncio.Task[None] | None = None
         self._reaper: asyncio.Task[None] | None = None
         self._closing = False
@@ -208,6 +217,8 @@ class JetStreamSink(Generic[Ctx]):
             raise self._translate(self._last_error or exc) from exc
         self.max_payload = nc.max_payload
         self.server_name = nc.server_name
+        if self._on_connected is not None:
+            self._on_connected(self.max_payload)  # a server restarted with other limits: route by them
         self._connected.set()
         log.info(
             "nats_connected", servers=self._servers, server=self.server_name, max_payload=self.max_payload
@@ -316,9 +327,15 @@ class JetStreamSink(Generic[Ctx]):
             self._spawn(self._write())
 
     def _stage(self, item: Envelope, now: float) -> None:
-        """Give ``item`` a (new) token and put its frame in the outbox (re-sends and probes)."""
+        """Give ``item`` a (new) token and put its frame in the outbox (re-sends and probes). A publish over
+        the connection's ``max_payload`` (the server came back with a lower one) is never written: it is
+        handed back as a record error, as the router would have refused it."""
         token = next(self._tokens)
         item.lane.send(item, token)
+        size = item.size
+        if size > self.max_payload:
+            self._fail(item, too_large(size, self.max_payload))
+            return
         item.deadline = now + self.ack_timeout
         self._inflight[token] = item
         self.sent += 1
@@ -391,7 +408,7 @@ class JetStreamSink(Generic[Ctx]):
         if self.in_flight == 0:
             self._drained.set()
 
-    def _fail(self, item: Envelope, exc: PublishError) -> None:
+    def _fail(self, item: Envelope, exc: PublishError | RecordError) -> None:
         if exc.retriable:
             self._fail_transient(item, exc)
             return
@@ -438,6 +455,7 @@ class JetStreamSink(Generic[Ctx]):
                 if not lane.dropped:
                     self._set_fatal(DeliveryFailed(f"lane {lane.name}", exc))
                 return
+            await self._connected.wait()  # the probe's connection may be gone: re-send on a live one
             lane.resume()
             now = time.monotonic()
             for item in lane.resend():
@@ -448,7 +466,12 @@ class JetStreamSink(Generic[Ctx]):
             lane.retry_ended()
 
     async def _probe(self, lane: Lane) -> None:
-        """Send the lane's first unstored publish alone and wait for its fate."""
+        """Send the lane's first unstored publish alone and wait for its fate. Probes go one at a time on
+        the connection, so one that closes it is told apart from those it took down with it."""
+        async with self._probe_turn:
+            await self._probe_alone(lane)
+
+    async def _probe_alone(self, lane: Lane) -> None:
         item = lane.next_probe()
         if item is None:
             return
@@ -458,13 +481,41 @@ class JetStreamSink(Generic[Ctx]):
         await self._write()
         try:
             await lane.probing
-        except PublishError:
+        except (PublishError, RecordError) as exc:
             if item.state == DONE:
                 return  # not retriable: handed back through on_fail; the lane goes on
+            if isinstance(exc, ConnectionLost) and self._closes_the_connection(lane, item):
+                return  # handed back as unsendable; the lane goes on
             raise
+        else:
+            lane.closed_on_probe = 0
         finally:
             lane.probing = None
             lane.probe_settled(item)  # not settled: back to the front, as the first of the lane again
+
+    def _closes_the_connection(self, lane: Lane, item: Envelope) -> bool:
+        """The connection was lost while ``item`` was on the wire alone (the retry's probe). The
+        ``CLOSED_ON_PROBE``-th time in a row, ``item`` is taken to be what the server closes it over (a
+        limit the bridge could not check, such as a ``max_control_line`` below ``bridge.max_control_line``):
+        it is handed back as a record error, so it is dead-lettered or stops its partition instead of
+        closing every connection for ever."""
+        lane.closed_on_probe += 1
+        if lane.closed_on_probe < CLOSED_ON_PROBE:
+            return False
+        lane.closed_on_probe = 0
+        lane.give_up(item)
+        self.failures += 1
+        self._resolved(1)
+        line = len(item.head) - len(b"HPUB ") + MAX_REPLY_LEN + len(item.pre[: item.pre.index(b"\r\n")])
+        error = RecordError(
+            f"nats-server closed the connection each of the {CLOSED_ON_PROBE} times this record was sent "
+            f"alone: its protocol line is about {line:,} bytes, maybe over the server's max_control_line "
+            "(set bridge.max_control_line to the server's value)",
+            kind="connection_closed",
+        )
+        log.error("record_closes_the_connection", lane=lane.name, subject=item.subject, times=CLOSED_ON_PROBE)
+        self._on_fail(item.ctx, error)
+        return True
 
     # ------------------------------------------------------------------ timeouts and health
 

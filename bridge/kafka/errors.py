@@ -185,7 +185,11 @@ def translate(exc: BaseException, settings: KafkaSettings) -> BridgeError:
         if refused:
             exc = refused[-1]
         elif causes:
-            detail = f"{exc}: {causes[-1]}"
+            cause = causes[-1]
+            said = str(cause) or type(cause).__name__
+            if isinstance(cause, TimeoutError | asyncio.TimeoutError):
+                said = "the broker accepted the connection but did not answer in time"
+            detail = f"{exc}: {said}"
             if isinstance(causes[-1], TimeoutError) and s.tls.enabled:
                 # Tansu, for one, waits silently for a request after a TLS ClientHello
                 detail += " (no answer to the TLS handshake: does this listener speak TLS?)"

@@ -152,12 +152,7 @@ class KafkaSource:
             )
             if tp is None:
                 raise translate(exc, self.settings) from exc
-            raise LogRewound(
-                tp.topic,
-                tp.partition,
-                f"offset {offset} is past the end of its log (the topic was deleted and created again, "
-                "or truncated)",
-            ) from exc
+            raise LogRewound.start_past_end(tp.topic, tp.partition, offset, self.settings.group) from exc
         except KafkaError as exc:
             raise translate(exc, self.settings) from exc
         return result

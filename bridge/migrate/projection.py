@@ -26,7 +26,7 @@ from bridge.core.config import Loaded
 from bridge.core.errors import VerifyError
 from bridge.core.frames import clean_header_value
 from bridge.core.message import text
-from bridge.core.routing import RENAMED_PREFIX, parse_record_id
+from bridge.core.routing import DEAD_LETTER_SUFFIX, RENAMED_PREFIX, parse_record_id
 
 __all__ = ["DEAD_LETTER", "KAFKA_METADATA", "Located", "Projection", "checksum"]
 
@@ -63,6 +63,9 @@ class Projection:
     configured: frozenset[str]  # configured header names, lower case
     compares_key: bool
     by_metadata: bool  # map by kafka_* headers (else by Nats-Msg-Id)
+    record_ids: bool = (
+        False  # Nats-Msg-Id is the record identity: preferred (record headers can spoof kafka_*)
+    )
 
     @classmethod
     def from_loaded(cls, loaded: Loaded) -> Projection:
@@ -85,7 +88,7 @@ class Projection:
                 "kafka_topic, kafka_partition and kafka_offset metadata (output.nats_jetstream.metadata."
                 "include_prefixes: [kafka_]) or keep the default Nats-Msg-Id (leave bridge.msg_id unset)"
             )
-        return replace(proj, compares_key="kafka_key" in sent, by_metadata=by_metadata)
+        return replace(proj, compares_key="kafka_key" in sent, by_metadata=by_metadata, record_ids=default_id)
 
     def passes(self, key: str) -> bool:
         return key.startswith(self.prefixes) or any(p.search(key) for p in self.patterns)
@@ -122,8 +125,12 @@ class Projection:
 
     def locate(self, headers: Mapping[str, str]) -> Located | None:
         """The record a stream message came from, or None when it cannot tell."""
-        parsed = parse_record_id(headers.get("Nats-Msg-Id", ""))
+        msg_id = headers.get("Nats-Msg-Id", "")
+        parsed = parse_record_id(msg_id.removesuffix(DEAD_LETTER_SUFFIX))
         topic_id = parsed[0] if parsed is not None else ""
+        if self.record_ids and parsed is not None and DEAD_LETTER not in headers:
+            # the record's own identity: a record header named kafka_offset cannot move it
+            return Located(parsed[1], parsed[2], parsed[3], topic_id=topic_id)
         try:
             if DEAD_LETTER in headers:
                 return Located(

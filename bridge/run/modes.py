@@ -38,6 +38,7 @@ class Mode(Protocol):
     """What the pipeline asks of a start and stop policy."""
 
     name: str
+    bounded: bool  # the run ends at planned end offsets (a backfill)
 
     async def on_assigned(self, source: SourceView, tps: Iterable[TopicPartition]) -> None:
         """Place newly assigned partitions (seek) before any of their records is taken."""
@@ -60,6 +61,7 @@ class Mode(Protocol):
 
 class Continuous:
     name = "continuous"
+    bounded = False
 
     async def on_assigned(self, source: SourceView, tps: Iterable[TopicPartition]) -> None:
         return None
@@ -102,6 +104,7 @@ class _Bounds:
 
 class Backfill:
     name = "backfill"
+    bounded = True
 
     def __init__(self, start: str | int = "committed") -> None:
         self.start = start

@@ -31,9 +31,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
-from typing import Any, TypeAlias
+from typing import Any, TypeAlias, TypeVar
 
 import structlog
 from aiokafka import TopicPartition
@@ -44,13 +44,14 @@ from bridge.core.errors import (
     BackfillIncomplete,
     BridgeError,
     ExitCode,
+    JetStreamError,
     LogRewound,
     PartitionStopped,
     RecordError,
     TopicNotFound,
 )
 from bridge.core.message import ConsumerRecordLike, Message
-from bridge.core.routing import Envelope, PartitionRoute, Router
+from bridge.core.routing import STREAM_SIZE_KIND, Envelope, PartitionRoute, Router
 from bridge.jetstream.options import connect_options
 from bridge.jetstream.publisher import MAX_REPLY_LEN, JetStreamSink, Lane, SinkStats
 from bridge.kafka.source import KafkaSource
@@ -58,6 +59,7 @@ from bridge.run.deadline import Deadline
 from bridge.run.modes import Mode
 
 log = structlog.get_logger("bridge.pipeline")
+T = TypeVar("T")
 
 FETCH_WAIT = 0.25  # seconds getmany waits for records before the loop looks around again
 DRAIN_SHARE = 0.75  # of the shutdown deadline, at most, waiting for in-flight acks (the rest: commit, close)
@@ -154,6 +156,15 @@ class RunResult:
         return sum(r.records for r in self.reports)
 
     @property
+    def failure(self) -> str | None:
+        """Why the run did not succeed: its error, else its stopped partitions; None when it did."""
+        if self.error is not None:
+            return str(self.error)
+        if self.stopped:
+            return "; ".join(str(s) for s in self.stopped)
+        return None
+
+    @property
     def exit_code(self) -> ExitCode:
         if self.error is not None:
             return self.error.exit_code
@@ -238,10 +249,10 @@ class Pipeline:
         if part.ledger.revoked:
             return
         msg = record if isinstance(record, Message) else Message.from_record(record)
-        error = exc if isinstance(exc, RecordError) else RecordError(str(exc), kind="jetstream")
+        error = exc if isinstance(exc, RecordError) else _record_error(exc)
         if dead:
             self._stop_partition(
-                part, msg, RecordError(f"dead-letter publish failed: {error.reason}", error.kind)
+                part, msg, RecordError(f"dead-letter publish failed: {error.reason}", error.kind), True
             )
             return
         run = self._active()
@@ -249,11 +260,24 @@ class Pipeline:
         if envelope is not None:
             run.sink.publish_nowait([(part.lane, envelope, (part, record, True))])
 
-    def _stop_partition(self, part: _Part, msg: Message, error: RecordError) -> None:
+    def _on_connected(self, max_payload: int) -> None:
+        """A (new) NATS connection: a server that came back with another ``max_payload`` is routed by it."""
+        run = self._running
+        if run is None or run.router.max_payload == max_payload:
+            return
+        log.warning("max_payload_changed", was=run.router.max_payload, now=max_payload)
+        run.router.set_max_payload(max_payload)
+        for tp, part in self._parts.items():
+            if part.route is not None:
+                part.route = run.router.for_partition(tp.topic, tp.partition)
+
+    def _stop_partition(
+        self, part: _Part, msg: Message, error: RecordError, dead_letter: bool = False
+    ) -> None:
         if part.ledger.stopped:
             return
         part.ledger.stopped = True
-        stopped = PartitionStopped(msg.topic, msg.partition, msg.offset, error.reason)
+        stopped = PartitionStopped(msg.topic, msg.partition, msg.offset, error.reason, dead_letter)
         part.report.stopped = str(stopped)
         self._stopped.append(stopped)
         log.error(
@@ -393,21 +417,19 @@ class Pipeline:
                     read_from=part.topic_id,
                 )
             else:
-                self._rewound(
-                    part, f"the topic was deleted and created again (topic ID {part.topic_id} → {current})"
-                )
+                detail = f"the topic was deleted and created again (topic ID {part.topic_id} → {current})"
+                self._rewound(part, LogRewound(tp.topic, tp.partition, detail))
         return safe
 
-    def _rewound(self, part: _Part, detail: str) -> None:
+    def _rewound(self, part: _Part, error: LogRewound) -> None:
         """Retire a partition whose log is not the one it was reading: nothing more of it is committed, its
         records are not taken, and the run fails."""
         if part.ledger.stopped and part.ledger.revoked:
             return
         part.ledger.stopped = True
         self.checkpointer.revoke(part.tp)  # its acks are ignored and it is never committed again
-        error = LogRewound(part.tp.topic, part.tp.partition, detail)
         part.report.stopped = str(error)
-        log.error("log_rewound", topic=part.tp.topic, partition=part.tp.partition, detail=detail)
+        log.error("log_rewound", topic=part.tp.topic, partition=part.tp.partition, detail=error.detail)
         self._fail(error)
 
     def _fail(self, error: BaseException) -> None:
@@ -474,11 +496,12 @@ class Pipeline:
             or self.mode.partition_done(tp, part.ledger, run.source)
         }
 
-    async def _fetch_loop(self, run: _Running, stop: asyncio.Event) -> None:
+    async def _fetch_loop(self, run: _Running, stop: asyncio.Event) -> bool:
+        """Fetch and dispatch until a signal (False) or the mode says the run is finished (True)."""
         sink, source = run.sink, run.source
         while not stop.is_set():
             if self.mode.finished(((tp, p.ledger) for tp, p in self._parts.items()), source):
-                return
+                return True
             budget = sink.max_in_flight - sink.in_flight
             source.set_paused(self._paused(run, budget <= 0))
             if budget <= 0:
@@ -492,6 +515,9 @@ class Pipeline:
             batch = await source.fetch(max_records=budget, wait=FETCH_WAIT)
             if batch:
                 await self._dispatch(run, batch)
+            if self.mode.bounded:
+                await self._step_over_empty_batches(run, batch)
+        return False
 
     async def _dispatch(self, run: _Running, batch: dict[TopicPartition, list[Any]]) -> None:
         """Hand one fetched batch to the sink: track every record in its ledger, route it, stage it,
@@ -545,6 +571,21 @@ class Pipeline:
                 ledger.advance(await source.position(tp))
         await sink.flush()
 
+    async def _step_over_empty_batches(self, run: _Running, batch: dict[TopicPartition, list[Any]]) -> None:
+        """A bounded run's partitions that got no records may still have moved: past transaction markers and
+        aborted transactions (``read_committed`` skips them without handing out a record). Their ledgers
+        learn the consumer's position, never past the end, so a backfill whose last offsets hold no
+        record still finishes."""
+        source = run.source
+        for tp, part in self._parts.items():
+            if tp in batch or part.preparing or part.revoking or part.ledger.stopped:
+                continue
+            limit = self.mode.limit(tp, source)
+            position = part.ledger.position
+            if limit is None or (position is not None and position >= limit):
+                continue
+            part.ledger.advance(min(await source.position(tp), limit))
+
     async def _log_went_back(self, source: KafkaSource, part: _Part, expected: int, got: int) -> None:
         """The consumer handed out offset ``got`` after the ones before ``expected``: the log was reset
         under us (aiokafka resets a position that is out of range), so it is not the log we were reading."""
@@ -553,11 +594,18 @@ class Pipeline:
             current = (await source.topic_ids({part.tp.topic})).get(part.tp.topic, "")
         except BridgeError:
             current = ""
+        tp = part.tp
         if current and current != part.topic_id:
             detail = f"the topic was deleted and created again (topic ID {part.topic_id} → {current}): {went}"
+            self._rewound(part, LogRewound(tp.topic, tp.partition, detail))
+        elif part.ledger.start == expected and part.report.records == 0:
+            # nothing read yet: the place it was to start at (a commit, a configured offset) is past the end
+            self._rewound(
+                part, LogRewound.start_past_end(tp.topic, tp.partition, expected, source.settings.group, went)
+            )
         else:
             detail = f"{went} (the topic was deleted and created again, or its log truncated)"
-        self._rewound(part, detail)
+            self._rewound(part, LogRewound(tp.topic, tp.partition, detail))
 
     def _dead_letter_envelope(
         self, run: _Running, part: _Part, msg: Message, error: RecordError
@@ -632,11 +680,13 @@ class Pipeline:
             reconnect_wait=self.config.bridge.reconnect_wait,
             on_ack=self._on_ack,
             on_fail=self._on_fail,
+            on_connected=self._on_connected,
         )
         source: KafkaSource | None = None
         error: BridgeError | None = None
+        finished = False  # the mode said so (a backfill reached its ends), not a signal
         try:
-            await sink.start()
+            await _unless_stopped(stop, sink.start())
             router = Router(
                 self.loaded.templates,
                 self.out.metadata,
@@ -646,9 +696,9 @@ class Pipeline:
             )
             source = KafkaSource(self.settings, self)
             run = self._running = _Running(sink, source, router, asyncio.get_running_loop().create_future())
-            await source.start()
-            missing = await source.missing_topics()
-            if missing and self.mode.name == "backfill":
+            await _unless_stopped(stop, source.start())
+            missing = await _unless_stopped(stop, source.missing_topics())
+            if missing and self.mode.bounded:
                 raise TopicNotFound(source.brokers, missing)
             if missing:
                 log.warning("topic_not_found", topics=missing, note="waiting for it to be created")
@@ -662,7 +712,7 @@ class Pipeline:
                         tg.create_task(_start_on(stop, deadline)),
                     ]
                     committer = tg.create_task(self._commit_loop())
-                    await self._fetch_loop(run, stop)
+                    finished = await self._fetch_loop(run, stop)
                     await self._drain(run, stop, deadline)
                     committer.cancel()
                     for watcher in watchers:
@@ -674,10 +724,14 @@ class Pipeline:
             incomplete = self._incomplete()  # counts what a backfill did not deliver, whatever ended it
             if error is None:
                 error = incomplete
+        except _Stopped:
+            log.info("stopped_while_starting")
         except BridgeError as exc:
             error = exc
         finally:
             await self._shutdown(sink, source, deadline)
+        if error is None and self.mode.bounded and not finished:
+            error = self._incomplete() or BackfillIncomplete({})  # a signal came before its end
         reports = sorted(self._reports.values(), key=lambda r: (r.topic, r.partition))
         if error is not None:
             log.error("run_failed", error=str(error))
@@ -696,7 +750,7 @@ class Pipeline:
         everything is acknowledged (a failing publish is bounded by ``bridge.retry_timeout``) or a
         signal comes."""
         sink = run.sink
-        if not stop.is_set() and self.mode.name == "backfill":
+        if not stop.is_set() and self.mode.bounded:
             drained = asyncio.ensure_future(sink.wait_drained())
             stopped = asyncio.ensure_future(stop.wait())
             try:
@@ -719,13 +773,13 @@ class Pipeline:
         missing: dict[str, int] = {}
         for tp, part in self._parts.items():
             bounds = self.mode.planned(tp)
-            if bounds is None or bounds[1] is None or part.ledger.stopped:
+            if bounds is None or bounds[1] is None:
                 continue
             start, end = bounds
             position = part.ledger.position if part.ledger.position is not None else start
             undelivered = part.ledger.outstanding + max(end - position, 0)
             part.report.undelivered = undelivered
-            if undelivered:
+            if undelivered and not part.ledger.stopped:  # a stopped partition fails the run on its own
                 missing[f"{tp.topic}/{tp.partition}"] = undelivered
         return BackfillIncomplete(missing) if missing else None
 
@@ -750,6 +804,36 @@ class Pipeline:
             async with asyncio.timeout(deadline.remaining()):
                 await sink.aclose()
         log.info("run_stopped", commits=self._commits)
+
+
+def _record_error(exc: BaseException) -> RecordError:
+    """A publish error no retry can fix, as the record error it is (its kind names the cause)."""
+    if isinstance(exc, JetStreamError) and exc.err_code == 10054:
+        return RecordError(str(exc), kind=STREAM_SIZE_KIND)  # the dead-letter goes without the payload
+    return RecordError(str(exc), kind="jetstream")
+
+
+class _Stopped(Exception):
+    """A signal came while the run was still connecting: it ends there (``_unless_stopped``)."""
+
+
+async def _unless_stopped(stop: asyncio.Event, step: Awaitable[T]) -> T:
+    """``step`` (connecting, bootstrapping: each may retry for minutes), unless a signal comes first: then
+    it is cancelled and ``_Stopped`` raised, so SIGTERM is honoured at any time."""
+    if stop.is_set():
+        raise _Stopped
+    task = asyncio.ensure_future(step)
+    waiter = asyncio.ensure_future(stop.wait())
+    try:
+        await asyncio.wait({task, waiter}, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        waiter.cancel()
+    if task.done():
+        return task.result()
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError, BridgeError):
+        await task
+    raise _Stopped
 
 
 async def _wait(future: asyncio.Future[None]) -> None:

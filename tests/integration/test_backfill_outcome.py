@@ -10,6 +10,7 @@ import signal
 from pathlib import Path
 
 import pytest
+from aiokafka import AIOKafkaProducer
 
 from tests.conftest import KAFKA_PARAMS, Kafka
 from tests.support import (
@@ -92,3 +93,39 @@ async def test_backfill_stopped_by_a_signal_before_its_end_is_not_a_success(
 
     await eventually(stored, within=10)
     assert await committed_offsets(kafka.bootstrap, group, topic) == {0: 20}
+
+
+async def test_backfill_read_committed_ends_when_an_open_transaction_is_aborted(
+    kafka: Kafka, nats_url: str, names: dict, workdir: Path
+) -> None:
+    """``read_committed`` with a transaction open at start: the end offsets include its records, which
+    are never handed out once it is aborted. The backfill steps over them (and the abort marker) and
+    ends with everything delivered, instead of waiting for ever."""
+    topic, group, prefix, stream = names["topic"], names["group"], names["prefix"], names["stream"]
+    await create_topic(kafka.bootstrap, topic, 1)
+    await create_stream(nats_url, stream, [f"{prefix}.>"])
+    await produce(kafka.bootstrap, topic, [Record(0, b"k", f"v{i}".encode()) for i in range(10)])
+    txn = AIOKafkaProducer(bootstrap_servers=kafka.bootstrap, transactional_id=f"txn-{topic}")
+    await txn.start()
+    try:
+        await txn.begin_transaction()
+        for i in range(5):
+            await txn.send_and_wait(topic, f"aborted{i}".encode(), partition=0)
+        cfg = write_config(workdir / "c.yaml", brokers=kafka.bootstrap, topics=[topic], group=group,
+                           nats_url=nats_url, subject=f"{prefix}.data",
+                           extra_input={"transaction_isolation_level": "read_committed"})  # fmt: skip
+        with BridgeProcess("backfill", "-c", str(cfg), "--json", log_dir=workdir) as bridge:
+
+            async def committed_ones() -> None:
+                assert await stream_count(nats_url, stream) == 10
+
+            await eventually(committed_ones, within=60)
+            await txn.abort_transaction()
+            assert bridge.wait(timeout=60) == 0, bridge.logs()[-3000:]
+            summary = report(bridge.stdout_path.read_text())
+    finally:
+        await txn.stop()
+    assert summary["records"] == 10
+    assert [(p["partition"], p["undelivered"]) for p in summary["partitions"]] == [(0, 0)]
+    assert await stream_count(nats_url, stream) == 10
+    assert (await committed_offsets(kafka.bootstrap, group, topic))[0] >= 15

@@ -34,7 +34,7 @@ from pathlib import Path
 import nats
 import pytest
 
-from bridge.core.routing import parse_record_id
+from bridge.core.routing import DEAD_LETTER_SUFFIX, parse_record_id
 from bridgedev import brokers as devenv
 from tests.conftest import Kafka
 from tests.support import (
@@ -80,7 +80,7 @@ class Raw:
     @property
     def offset(self) -> tuple[int, int]:
         """(partition, offset) of the source record, from the default ``Nats-Msg-Id``."""
-        parsed = parse_record_id(self.text("Nats-Msg-Id") or "")
+        parsed = parse_record_id((self.text("Nats-Msg-Id") or "").removesuffix(DEAD_LETTER_SUFFIX))
         assert parsed is not None, self.headers
         return parsed[2], parsed[3]
 
@@ -191,6 +191,9 @@ async def test_too_large_without_dead_letter_stops_its_partition(
     summary = json.loads(stdout[stdout.index("{") :])
     stopped = [p["stopped"] for p in summary["partitions"] if p["stopped"]]
     assert len(stopped) == 1, summary
+    # the summary says what was not delivered, and why the run failed
+    assert [(p["partition"], p["undelivered"]) for p in summary["partitions"]] == [(0, 4), (1, 0)]
+    assert summary["error"] == stopped[0]
     assert re.match(
         rf"partition {topic}/0 stopped at offset 1: headers plus payload are \d+ bytes, over the server's "
         rf"max_payload of {MAX_PAYLOAD}",
@@ -590,3 +593,44 @@ async def test_a_header_the_stream_rejects_for_good_is_dead_lettered_at_once(
     assert [(m.subject, m.text("Bridge-Error-Kind")) for m in stored] == [(f"{prefix}.dlq", "jetstream")] * 3
     assert "10060" in (stored[0].text("Bridge-Error") or "")
     assert await committed_offsets(kafka.bootstrap, group, topic) == {0: 3}
+
+
+async def test_a_record_the_stream_refused_is_dead_lettered_without_payload_and_stored_when_sent_again(
+    kafka: Kafka, nats_url: str, names: dict, workdir: Path
+) -> None:
+    """The stream's own max_msg_size (smaller than the server's max_payload) refuses a record after it was
+    sent (JetStream 10054): it is dead-lettered without its payload (a dead-letter in the same stream
+    would be refused too), and its dead-letter does not carry the record's own Nats-Msg-Id, so once the
+    stream takes larger messages a second backfill stores the record instead of dropping it as a
+    duplicate."""
+    topic, stream, prefix = names["topic"], names["stream"], names["prefix"]
+    await create_topic(kafka.bootstrap, topic, 1)
+    await create_stream(nats_url, stream, [f"{prefix}.>"], max_msg_size=500)
+    await produce(kafka.bootstrap, topic, [Record(0, b"k", b"small"), Record(0, b"k", b"B" * 1000),
+                                           Record(0, b"k", b"small2")])  # fmt: skip
+    cfg = write_config(workdir / "c.yaml", brokers=kafka.bootstrap, topics=[topic], group=names["group"],
+                       nats_url=nats_url, subject=f"{prefix}.data",
+                       bridge={"dead_letter": {"subject": f"{prefix}.dlq"}})  # fmt: skip
+    code, _, stderr = backfill(cfg)
+    assert code == 0, stderr[-3000:]
+    stored = await raw_stream(nats_url, stream)
+    assert [m.data for m in stored if m.subject == f"{prefix}.data"] == [b"small", b"small2"]
+    (dead,) = [m for m in stored if m.subject == f"{prefix}.dlq"]
+    assert (dead.offset[1], dead.text("Bridge-Error-Kind")) == (1, "stream_size")
+    assert (dead.data, dead.text("Bridge-Payload-Omitted")) == (b"", "1000")
+
+    nc = await nats.connect(nats_url)
+    try:
+        info = await nc.jetstream().stream_info(stream)
+        info.config.max_msg_size = 4096
+        await nc.jetstream().update_stream(info.config)
+    finally:
+        await nc.close()
+    again = write_config(workdir / "again.yaml", brokers=kafka.bootstrap, topics=[topic],
+                         group=names["group"] + "-again", nats_url=nats_url, subject=f"{prefix}.data")  # fmt: skip
+    code, stdout, stderr = backfill(again)
+    assert code == 0, stderr[-3000:]
+    summary = json.loads(stdout[stdout.index("{") :])
+    assert (summary["records"], summary["duplicates"]) == (3, 2)  # the refused one is new to the stream
+    stored = await raw_stream(nats_url, stream)
+    assert [m.data for m in stored if m.subject == f"{prefix}.data"] == [b"small", b"small2", b"B" * 1000]

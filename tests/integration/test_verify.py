@@ -206,3 +206,26 @@ async def kafka_offsets(bootstrap: str, topic: str) -> list[dict[str, Any]]:
         return out
     finally:
         await consumer.stop()
+
+
+@pytest.mark.parametrize("kafka", ["kafka"], indirect=True)
+async def test_record_headers_named_like_kafka_metadata_cannot_mislead_verify(
+    kafka: Kafka, nats_url: str, names: dict, workdir: Path
+) -> None:
+    """A record header ``kafka_offset: 999`` overrides the metadata (Redpanda Connect's rule: the last one
+    wins), so the stream message carries it; verify maps messages by the default Nats-Msg-Id, the
+    record's own identity, and finds every record in place."""
+    topic, stream, prefix = names["topic"], names["stream"], names["prefix"]
+    await create_topic(kafka.bootstrap, topic, 1)
+    await create_stream(nats_url, stream, [f"{prefix}.>"])
+    spoof = (("kafka_offset", b"999"), ("kafka_partition", b"7"))
+    await produce(
+        kafka.bootstrap, topic, [Record(0, b"k", f"v{i}".encode(), spoof if i == 1 else ()) for i in range(3)]
+    )
+    cfg = write_config(workdir / "c.yaml", brokers=kafka.bootstrap, topics=[topic], group=names["group"],
+                       nats_url=nats_url, subject=f"{prefix}.data",
+                       extra_output={"metadata": {"include_prefixes": ["kafka_"]}})  # fmt: skip
+    assert run_cli("backfill", "-c", str(cfg)).returncode == 0
+    checked = run_cli("verify", "-c", str(cfg), "--stream", stream, "--json")
+    assert checked.returncode == 0, checked.stdout[-3000:] + checked.stderr[-2000:]
+    assert json.loads(checked.stdout)["partitions"][0]["missing"] == []

@@ -15,7 +15,12 @@ from typing import Any
 
 import pytest
 
-from bridge.core.errors import JetStreamError, NoStreamError, ReconnectsExhausted
+from bridge.core.errors import (
+    JetStreamError,
+    NoStreamError,
+    ReconnectsExhausted,
+    RecordError,
+)
 from bridge.core.frames import encode_headers, frame_head
 from bridge.core.routing import Envelope
 from bridge.jetstream.client import INBOX_PREFIX_LEN
@@ -44,7 +49,9 @@ class FakeClient:
 
     async def connect(self, **options: Any) -> None:
         self.closed_cb = options["closed_cb"]
+        self.error_cb = options["error_cb"]
         self.is_connected = True
+        self.is_closed = False
 
     def new_inbox_prefix(self) -> bytes:
         return PREFIX
@@ -206,4 +213,67 @@ async def test_a_dropped_lane_abandons_its_publishes_and_ignores_their_replies()
     fake.on_puback(tokens[1], 2, False, b"S")
     assert [ctx for ctx, *_ in outcomes.acked] == [0]
     assert sink.lane("t/0") is not lane  # a partition assigned again gets a new lane
+    await sink.aclose()
+
+
+async def test_a_server_back_with_a_smaller_max_payload_is_never_sent_a_publish_over_it() -> None:
+    """nats-server restarted with a lower max_payload: a publish routed under the old one is not re-sent
+    (the server would close the connection again, forever) but handed back as a record error of kind
+    size; the rest of its lane is re-sent; the caller learns the new max_payload to route by."""
+    fake, outcomes = FakeClient(), Outcomes()
+    fake.max_payload = 8192
+    seen: list[int] = []
+    sink = await started(
+        fake, outcomes, max_reconnects=3, reconnect_wait=0.01, on_connected=seen.append
+    )  # fmt: skip
+    lane = sink.lane("t/0")
+    big = Envelope.build("s.0", frame_head("s.0"), encode_headers([]), b"x" * 6000, "")
+    small = envelopes(2)
+    sink.stage(lane, [(small[0], "a"), (big, "big"), (small[1], "b")])
+    await sink.flush()
+    assert len(fake.sent()) == 3
+    fake.blobs.clear()
+    fake.max_payload = 4096
+    await fake.lose_connection()
+    await until(lambda: seen == [8192, 4096])
+    await until(lambda: len(fake.sent()) >= 1)  # the probe: the first unstored publish, alone
+    fake.on_puback(fake.sent()[0][1], 1, False, b"S")
+    await until(lambda: len(fake.sent()) == 2)
+    fake.on_puback(fake.sent()[1][1], 2, False, b"S")
+    assert [ctx for ctx, *_ in outcomes.acked] == ["a", "b"]
+    ((ctx, error),) = outcomes.failed
+    assert ctx == "big"
+    assert isinstance(error, RecordError)
+    assert error.kind == "size"
+    assert "4096" in error.reason
+    assert all(len(blob) < 4096 for blob in fake.blobs)  # never written
+    await sink.aclose()
+
+
+async def test_a_record_the_server_closes_the_connection_over_is_handed_back_after_three_tries() -> None:
+    """A frame the server refuses by closing the connection (a limit the bridge cannot check, such as a
+    lower max_control_line): sent alone as the retry's probe, the connection is lost each time; the
+    third time it is handed back as a record error and the lane goes on."""
+    fake, outcomes = FakeClient(), Outcomes()
+    sink = await started(fake, outcomes, max_reconnects=-1, reconnect_wait=0.01)
+    lane = sink.lane("t/0")
+    poison, ok = envelopes(2)
+    sink.stage(lane, [(poison, "poison"), (ok, "ok")])
+    await sink.flush()
+    for attempt in range(3):
+        fake.blobs.clear()
+        await fake.lose_connection()
+        await until(lambda: len(fake.sent()) == 1)  # the probe, alone
+        assert outcomes.failed == [], attempt
+    fake.blobs.clear()
+    await fake.lose_connection()
+    await until(lambda: len(fake.sent()) == 1)  # given up: the lane goes on with the next record
+    ((ctx, error),) = outcomes.failed
+    assert ctx == "poison"
+    assert isinstance(error, RecordError)
+    assert error.kind == "connection_closed"
+    assert "max_control_line" in error.reason
+    fake.on_puback(fake.sent()[0][1], 1, False, b"S")
+    await until(lambda: [c for c, *_ in outcomes.acked] == ["ok"])
+    assert sink.in_flight == 0
     await sink.aclose()

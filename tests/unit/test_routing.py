@@ -27,7 +27,7 @@ from bridge.core.frames import (
     subject_problem,
 )
 from bridge.core.message import Message
-from bridge.core.routing import Envelope, Router, parse_record_id, record_id
+from bridge.core.routing import STREAM_SIZE_KIND, Envelope, Router, parse_record_id, record_id
 from bridge.jetstream.publisher import MAX_REPLY_LEN
 from bridge.kafka.protocol import topic_id_text
 
@@ -399,7 +399,7 @@ def test_dead_letter_envelope() -> None:
     envelope = router.dead_letter(msg(), error)
     assert envelope.subject == "dlq.orders"
     assert envelope.head == b"HPUB dlq.orders "
-    assert envelope.msg_id == "orders-3-41"
+    assert envelope.msg_id == "orders-3-41/dead-letter"  # not the record's own id: it can be stored later
     headers, payload = split_tail(envelope.tail)
     assert headers == (
         b"NATS/1.0\r\n"
@@ -408,7 +408,7 @@ def test_dead_letter_envelope() -> None:
         b"Kafka-Topic: orders\r\n"
         b"Kafka-Partition: 3\r\n"
         b"Kafka-Offset: 41\r\n"
-        b"Nats-Msg-Id: orders-3-41\r\n"
+        b"Nats-Msg-Id: orders-3-41/dead-letter\r\n"
         b"\r\n"
     )
     assert payload == b'{"id": 1}'
@@ -434,7 +434,7 @@ def test_dead_letter_for_an_oversized_record_omits_the_payload() -> None:
     lines = header_lines(envelope)
     assert "Bridge-Error-Kind: size" in lines
     assert "Bridge-Payload-Omitted: 5000" in lines
-    assert lines[-1] == "Nats-Msg-Id: orders-3-41"
+    assert lines[-1] == "Nats-Msg-Id: orders-3-41/dead-letter"
     assert len(headers) <= max_payload
 
 
@@ -802,7 +802,7 @@ def test_dead_letter_id_carries_the_topic_id() -> None:
     router = make_router(bridge=DEAD)
     router.set_topic_id("orders", TOPIC_ID)
     envelope = router.dead_letter(msg(), RecordError("bad", kind="subject"))
-    assert envelope.msg_id == f"{TOPIC_ID}:orders-3-41"
+    assert envelope.msg_id == f"{TOPIC_ID}:orders-3-41/dead-letter"
 
 
 def test_custom_msg_id_has_no_topic_id() -> None:
@@ -876,3 +876,33 @@ def test_stream_subjects_with_dollars_are_allowed(subject: str) -> None:
 )
 def test_jetstream_errors_no_retry_can_fix_are_permanent(err_code: int, retriable: bool) -> None:
     assert JetStreamError("s", 400, err_code, "x").retriable is retriable
+
+
+def test_dead_letter_of_a_record_the_stream_refused_for_its_size_omits_the_payload() -> None:
+    """JetStream's max_msg_size (10054) is the stream's, below the server's max_payload: the dead-letter
+    publish into a stream with the same limit would be refused too, so it goes without the payload."""
+    router = make_router(bridge=DEAD)
+    payload = b"z" * 2000
+    envelope = router.dead_letter(
+        msg(value=payload), RecordError("JetStream error 400/10054", STREAM_SIZE_KIND)
+    )
+    _, got = split_tail(envelope.tail)
+    assert got == b""
+    assert "Bridge-Payload-Omitted: 2000" in header_lines(envelope)
+
+
+def test_router_follows_a_new_max_payload() -> None:
+    router = make_router(max_payload=4096)
+    with pytest.raises(RecordError):
+        router.route(msg(value=b"x" * 5000))
+    router.set_max_payload(8192)
+    assert router.route(msg(value=b"x" * 5000)).size == 5000 + len(split_tail(router.route(msg()).tail)[0])
+    route = router.for_partition("orders", 3)
+    assert route is not None
+    assert route.max_payload == 8192
+
+
+def test_envelope_size_is_headers_plus_payload() -> None:
+    envelope = make_router().route(msg(value=b"abc"))
+    headers, payload = split_tail(envelope.tail)
+    assert envelope.size == len(headers) + len(payload)
