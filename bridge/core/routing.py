@@ -35,7 +35,7 @@ within ``max_payload`` gets no fast route: the general path checks each record e
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import replace
 from typing import Any
 
@@ -57,7 +57,7 @@ from bridge.core.frames import (
     subject_problem,
 )
 from bridge.core.interpolation import Template
-from bridge.core.message import Message
+from bridge.core.message import ConsumerRecordLike, Message, text
 from bridge.core.tracing import Injector
 
 RENAMED_PREFIX = "Kafka-Header-"
@@ -190,11 +190,17 @@ class Envelope:
 class PartitionRoute:
     """The publish of one partition's records when only the offset and the payload vary."""
 
-    __slots__ = ("_fixed", "_prefix", "_with_id", "head", "max_payload", "subject")
+    __slots__ = ("_fixed", "_general", "_prefix", "_with_id", "head", "max_payload", "subject")
 
     def __init__(
-        self, subject: str, static_lines: bytes, msg_id_prefix: str | None, max_payload: int
+        self,
+        subject: str,
+        static_lines: bytes,
+        msg_id_prefix: str | None,
+        max_payload: int,
+        general: Callable[[ConsumerRecordLike, int | None], Envelope] | None = None,
     ) -> None:
+        self._general = general  # the router's path, for records this route does not take
         self.subject = subject
         self.head = frame_head(subject)
         self.max_payload = max_payload
@@ -221,6 +227,13 @@ class PartitionRoute:
             raise too_large(total, self.max_payload)
         return Envelope(self.subject, self.head, pre, payload)
 
+    def route_record(self, record: ConsumerRecordLike, highwater: int | None) -> Envelope:
+        """``route`` for a consumed record; one whose headers shadow ``kafka_*`` takes the general path."""
+        headers = record.headers
+        if headers and self._general is not None and not self.usable_for(headers):
+            return self._general(record, highwater)
+        return self.route(record.offset, record.value)
+
     def header_bytes(self, offset: int) -> int:
         """The size of the header block of the record at ``offset``."""
         return self._fixed + len(b"%d" % offset) if self._with_id else self._fixed
@@ -229,6 +242,148 @@ class PartitionRoute:
     def usable_for(headers: Sequence[tuple[str, bytes]]) -> bool:
         """False when a record header shadows ``kafka_topic`` / ``kafka_partition`` / ``kafka_offset``."""
         return not headers or not any(name in _SHADOWED for name, _ in headers)
+
+
+# The kafka_* metadata a record carries, in the order Message.metadata() builds it; kafka_lag last, and
+# only when the fetch reported a high watermark.
+_FIELDS = (
+    "kafka_key", "kafka_topic", "kafka_partition", "kafka_offset", "kafka_timestamp_unix",
+    "kafka_timestamp_ms", "kafka_tombstone_message", "kafka_lag",
+)  # fmt: skip
+_FIXED_FIELDS = frozenset(_FIELDS)
+_TEXT_FIELDS = frozenset({"kafka_key", "kafka_tombstone_message"})  # the others are integers
+# A header value that needs no work: printable ASCII without leading or trailing whitespace. Anything
+# else (UTF-8, CR/LF, invalid bytes) goes through the text rule of ``bridge.core.message.text`` and
+# ``clean_header_value``.
+_PLAIN_VALUE = re.compile(rb"(?:[\x21-\x7e](?:[\x20-\x7e]*[\x21-\x7e])?)?")
+
+
+def _header_value(raw: bytes | None) -> bytes:
+    if raw is None:
+        return b""
+    if _PLAIN_VALUE.fullmatch(raw) is not None:
+        return raw
+    return clean_header_value(text(raw)).encode()
+
+
+class MetadataRoute:
+    """The publish of one partition's records when the ``kafka_*`` metadata (and record headers) become
+    headers: everything constant for the partition — the subject, configured headers, the
+    ``kafka_topic`` and ``kafka_partition`` lines, the ``Nats-Msg-Id`` prefix — is pre-encoded, and each
+    record costs one formatting of its key, offset, timestamps, tombstone flag and lag plus its own
+    header lines. It writes the bytes the general path writes (a property test compares them); records it
+    cannot do so for — a record header that shadows a ``kafka_*`` key or repeats a name, a header name
+    that is no NATS header, a limit broken — take the general path (``general``), which also raises their
+    record errors."""
+
+    __slots__ = (
+        "_general", "_head_fmt", "_head_fmt_lag", "_id_prefix", "_names", "_pick", "_pick_lag",
+        "_router", "head", "max_payload", "subject",
+    )  # fmt: skip
+
+    def __init__(
+        self,
+        subject: str,
+        topic: str,
+        partition: int,
+        static_lines: bytes,
+        msg_id_prefix: str | None,
+        max_payload: int,
+        router: Router,
+        general: Callable[[ConsumerRecordLike, int | None], Envelope],
+    ) -> None:
+        self.subject = subject
+        self.head = frame_head(subject)
+        self.max_payload = max_payload
+        self._router = router
+        self._general = general
+        constant = {"kafka_topic": topic.encode(), "kafka_partition": b"%d" % partition}
+        dynamic = ("kafka_key", "kafka_offset", "kafka_timestamp_unix", "kafka_timestamp_ms",
+                   "kafka_tombstone_message", "kafka_lag")  # fmt: skip
+        formats: dict[bool, tuple[bytes, tuple[int, ...]]] = {}
+        for with_lag in (False, True):
+            fmt = HEADER_LINE + static_lines.replace(b"%", b"%%")
+            picked: list[int] = []
+            for key in _FIELDS:
+                if key == "kafka_lag" and not with_lag:
+                    continue
+                if router._header_name(key) is None:
+                    continue  # the metadata filter leaves it out
+                line = key.encode() + b": "
+                if key in constant:
+                    fmt += line + constant[key].replace(b"%", b"%%") + CRLF
+                else:
+                    fmt += line + (b"%b" if key in _TEXT_FIELDS else b"%d") + CRLF
+                    picked.append(dynamic.index(key))
+            formats[with_lag] = (fmt, tuple(picked))
+        self._head_fmt, self._pick = formats[False]
+        self._head_fmt_lag, self._pick_lag = formats[True]
+        self._id_prefix = (
+            b"" if msg_id_prefix is None else b"Nats-Msg-Id: " + msg_id_prefix.encode()
+        )  # + the offset's digits, CRLF
+        self._names: dict[str, bytes | None] = {}  # record header name → its line's start, None: not sent
+
+    def _record_lines(self, headers: Sequence[tuple[str, bytes]]) -> bytes | None:
+        """The header lines of a record's own headers, or None when the general path must build them."""
+        names = self._names
+        out = []
+        seen: set[str] | None = set() if len(headers) > 1 else None
+        for name, raw in headers:
+            if name in _FIXED_FIELDS:
+                return None  # it shadows a kafka_* key (in place, as a dict does): the general path
+            if seen is not None:
+                if name in seen:
+                    return None  # repeated: the last one wins, in the first one's place
+                seen.add(name)
+            try:
+                start = names[name]
+            except KeyError:
+                header = self._router._header_name(name)
+                start = None
+                if header is not None:
+                    if header_name_problem(header):
+                        return None  # the general path raises its record error
+                    start = header.encode() + b": "
+                if len(names) < _SUBJECT_CACHE_MAX:
+                    names[name] = start
+            if start is not None:
+                out.append(start + _header_value(raw) + CRLF)
+        return b"".join(out)
+
+    def route_record(self, record: ConsumerRecordLike, highwater: int | None) -> Envelope:
+        headers = record.headers
+        extra = b""
+        if headers:
+            lines = self._record_lines(headers)
+            if lines is None:
+                return self._general(record, highwater)
+            extra = lines
+        value = record.value
+        offset = record.offset
+        ts = record.timestamp
+        key = record.key
+        fields = (
+            b"" if key is None else key if _PLAIN_VALUE.fullmatch(key) is not None else _header_value(key),
+            offset,
+            ts // 1000,
+            ts,
+            b"true" if value is None else b"false",
+            0 if highwater is None else max(highwater - offset - 1, 0),
+        )
+        if highwater is None:
+            block = self._head_fmt % tuple(fields[i] for i in self._pick)
+        else:
+            block = self._head_fmt_lag % tuple(fields[i] for i in self._pick_lag)
+        if self._id_prefix:
+            block += extra + self._id_prefix + b"%d\r\n\r\n" % offset
+        else:
+            block += extra + CRLF
+        payload = b"" if value is None else value
+        hlen = len(block)
+        total = hlen + len(payload)
+        if total > self.max_payload or hlen > MAX_HEADER_BYTES:
+            return self._general(record, highwater)  # it raises the record error, with its reason
+        return Envelope(self.subject, self.head, b" %d %d\r\n%b" % (hlen, total, block), payload)
 
 
 class Router:
@@ -362,14 +517,17 @@ class Router:
         """The ID of ``topic``'s incarnation (``""``: unknown): part of the default ``Nats-Msg-Id``."""
         self._topic_ids[topic] = topic_id
 
-    def for_partition(self, topic: str, partition: int) -> PartitionRoute | None:
+    def route_record(self, record: ConsumerRecordLike, highwater: int | None) -> Envelope:
+        """The general path for a consumed record (what the fast routes fall back to)."""
+        return self.route(Message.from_record(record, highwater))
+
+    def for_partition(self, topic: str, partition: int) -> PartitionRoute | MetadataRoute | None:
         """The hot-path route of one partition, or None when this config needs the general path."""
         keys = self._subject_keys
         if (
             keys is None
             or not keys <= {"kafka_topic", "kafka_partition"}
             or not self._static_only
-            or self._wants_metadata
             or self._msg_id is not None
             or self._inject is not None
         ):
@@ -381,7 +539,17 @@ class Router:
         id_prefix = (
             record_id(self._topic_ids.get(topic, ""), topic, partition, "") if self._record_id else None
         )
-        route = PartitionRoute(subject, self._static_lines, id_prefix, self.max_payload)
+        route: PartitionRoute | MetadataRoute
+        if self._wants_metadata:
+            route = MetadataRoute(
+                subject, topic, partition, self._static_lines, id_prefix, self.max_payload, self,
+                self.route_record,
+            )  # fmt: skip
+            # every limit but the control line is checked per record
+            if not self.limits.line_always_fits(self.limits.line_fixed(route.head[5:-1])):
+                return None
+            return route
+        route = PartitionRoute(subject, self._static_lines, id_prefix, self.max_payload, self.route_record)
         # The fast path checks max_payload only: it is used when no other limit can be broken.
         worst_hlen = route.header_bytes(offset=2**63 - 1)
         if not self.limits.line_always_fits(self.limits.line_fixed(route.head[5:-1])) or (

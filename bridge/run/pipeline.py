@@ -51,7 +51,7 @@ from bridge.core.errors import (
     TopicNotFound,
 )
 from bridge.core.message import ConsumerRecordLike, Message
-from bridge.core.routing import STREAM_SIZE_KIND, Envelope, PartitionRoute, Router
+from bridge.core.routing import STREAM_SIZE_KIND, Envelope, MetadataRoute, PartitionRoute, Router
 from bridge.jetstream.options import connect_options
 from bridge.jetstream.publisher import MAX_REPLY_LEN, JetStreamSink, Lane, SinkStats
 from bridge.kafka.source import KafkaSource
@@ -117,7 +117,7 @@ class _Part:
     ledger: Ledger
     lane: Lane
     report: PartitionReport
-    route: PartitionRoute | None = None  # the hot-path route when the config allows one
+    route: PartitionRoute | MetadataRoute | None = None  # the hot-path route when the config allows one
     topic_id: str = ""  # the ID of the topic incarnation this assignment reads ("" when unknown)
     preparing: bool = False  # assigned, not yet placed by the mode: paused, records not taken
     revoking: bool = False
@@ -549,8 +549,8 @@ class Pipeline:
                 offset = record.offset
                 offsets.append(offset)
                 try:
-                    if fast is not None and (not record.headers or fast.usable_for(record.headers)):
-                        envelope = fast.route(offset, record.value)
+                    if fast is not None:
+                        envelope = fast.route_record(record, highwater)
                     else:
                         envelope = router.route(Message.from_record(record, highwater))
                 except RecordError as error:
