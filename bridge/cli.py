@@ -35,6 +35,7 @@ from bridge.ops import log as log_mod
 from bridge.run import eventloop
 from bridge.run.modes import Backfill, Continuous, Mode, parse_start
 from bridge.run.pipeline import Pipeline, RunResult
+from bridge.run.workers import worker_share
 
 log = structlog.get_logger("bridge.cli")
 
@@ -153,7 +154,7 @@ async def _run_pipeline(loaded: config_mod.Loaded, mode: Mode, show_progress: bo
     stop = asyncio.Event()
     _install_signals(asyncio.get_running_loop(), stop)
     if not show_progress:
-        pipeline = Pipeline(loaded, mode)
+        pipeline = Pipeline(loaded, mode, share=worker_share())
         async with http_mod.serving(loaded.config.http, pipeline, mode.name):  # hook: /ping /ready /metrics
             await _provision(loaded)  # hook: bridge.stream
             return await pipeline.run(stop)
@@ -182,7 +183,7 @@ async def _run_pipeline(loaded: config_mod.Loaded, mode: Mode, show_progress: bo
             nonlocal done
             done += n
 
-        pipeline = Pipeline(loaded, mode, on_progress=advance)
+        pipeline = Pipeline(loaded, mode, on_progress=advance, share=worker_share())
         async with http_mod.serving(loaded.config.http, pipeline, mode.name):  # hook: /ping /ready /metrics
             await _provision(loaded)  # hook: bridge.stream
             runner = asyncio.create_task(pipeline.run(stop))

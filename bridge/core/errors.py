@@ -28,6 +28,8 @@ BridgeError                the CLI's contract: a message, an exit code, retriabl
 ├── LogRewound             a partition's log went back under the bridge (the topic was deleted and
 │                          created again, or truncated): nothing of it is committed from then on
 ├── BackfillIncomplete     a backfill ended with records up to its end offsets not delivered
+├── GroupInUse             a backfill's consumer group has members (a run): refused before reading
+├── CommitsRefused         a backfill's commits were refused: a member joined its group meanwhile
 ├── StreamError            JetStream refused a stream operation (streams ensure, verify, translate)
 │   └── ApiError           an {"error": ...} answer of the JetStream API
 ├── VerifyError            verify / translate cannot make the comparison
@@ -297,6 +299,34 @@ class LogRewound(BridgeError):
             topic, partition, f"the configured start offset {offset} is past the end of the log{where}",
             "configure an offset within the log",
         )  # fmt: skip
+
+
+class GroupInUse(BridgeError):
+    """A backfill reads without joining its consumer group, from the group's committed offsets, and
+    commits to them: a group with members (a ``run``) would commit the same partitions."""
+
+    def __init__(self, group: str, members: int) -> None:
+        self.group = group
+        self.members = members
+        super().__init__(
+            f"consumer group {group!r} has {members} active member(s) (a run of the bridge?): a backfill "
+            "in it would commit the partitions they hold; stop them first, or backfill in another "
+            "consumer_group"
+        )
+
+
+class CommitsRefused(BridgeError):
+    """A backfill delivered its records but its commits were refused: a member joined its group since it
+    started (a ``run``), so the group's offsets do not show what the backfill stored."""
+
+    def __init__(self, group: str, partitions: list[str]) -> None:
+        self.group = group
+        self.partitions = partitions
+        super().__init__(
+            f"the commits of {len(partitions)} partition(s) ({', '.join(partitions[:8])}) were refused: a "
+            f"member joined consumer group {group!r} while the backfill ran; what it stored is in the "
+            "stream, but the group's offsets were not moved"
+        )
 
 
 class BackfillIncomplete(BridgeError):

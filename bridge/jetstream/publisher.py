@@ -140,6 +140,10 @@ class JetStreamSink(Generic[Ctx]):
         self._outbox: list[bytes] = []  # staged frames not yet handed to nats-py
         self._lanes: dict[str, Lane] = {}
         self.in_flight = 0  # accepted and not yet resolved
+        # Room again once a full window has drained to this (hysteresis): the fetch loop then takes an
+        # eighth of the window at once rather than a few records per ack, so writes, fetches and
+        # syscalls come in batches (measured in the bench: see the README's performance notes).
+        self._refill_at = max_in_flight - max(1, max_in_flight // 8)
         self._capacity = asyncio.Event()
         self._capacity.set()
         self._drained = asyncio.Event()
@@ -369,7 +373,7 @@ class JetStreamSink(Generic[Ctx]):
             self.latency.observe(time.monotonic() - (item.deadline - self.ack_timeout))
         # _resolved(1), inlined
         self.in_flight -= 1
-        if self.in_flight < self.max_in_flight:
+        if self.in_flight <= self._refill_at:
             self._capacity.set()
         if self.in_flight == 0:
             self._drained.set()
@@ -403,7 +407,7 @@ class JetStreamSink(Generic[Ctx]):
 
     def _resolved(self, n: int) -> None:
         self.in_flight -= n
-        if self.in_flight < self.max_in_flight:
+        if self.in_flight <= self._refill_at:
             self._capacity.set()
         if self.in_flight == 0:
             self._drained.set()
@@ -561,6 +565,11 @@ class JetStreamSink(Generic[Ctx]):
 
     async def wait_capacity(self) -> None:
         await self._capacity.wait()
+
+    @property
+    def has_room(self) -> bool:
+        """New publishes may be accepted: the window is not full, or it drained to its refill mark."""
+        return self._capacity.is_set()
 
     async def wait_drained(self) -> None:
         await self._drained.wait()

@@ -275,3 +275,22 @@ def batch_of(exc: BaseException) -> str:
                 where += f" at offset {batch_offset}"
         tb = tb.tb_next
     return where
+
+
+async def group_members(consumer: Any, group: str) -> list[str]:
+    """The member ids the group's coordinator lists for ``group`` (empty: nobody is in it). ``consumer`` is
+    a started ``AIOKafkaConsumer`` with that ``group_id``; it does not join the group to ask."""
+    from aiokafka.protocol.admin import DescribeGroupsRequest
+
+    coordinator = consumer._coordinator
+    await coordinator.ensure_coordinator_known()
+    response = await consumer._client.send(coordinator.coordinator_id, DescribeGroupsRequest([group]))
+    for entry in response.groups:
+        error_code, group_id, state = entry[0], entry[1], entry[2]
+        if group_id != group or error_code != 0:
+            continue
+        members = entry[5]
+        if state in ("Dead", "Empty"):
+            return []
+        return [str(member[0]) for member in members]
+    return []

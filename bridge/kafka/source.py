@@ -16,6 +16,7 @@ group. Such a run starts from the given offsets (or ``start_offset``) every time
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable, Sequence
 from typing import Any, Protocol
 
@@ -24,7 +25,7 @@ from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
 from aiokafka.errors import CommitFailedError, IllegalStateError, KafkaError, OffsetOutOfRangeError
 
 from bridge.core.config import KafkaSettings
-from bridge.core.errors import KafkaUnavailable, LogRewound
+from bridge.core.errors import GroupInUse, KafkaUnavailable, LogRewound
 from bridge.kafka import protocol
 from bridge.kafka.errors import forget_causes, translate
 from bridge.kafka.options import consumer_options
@@ -57,9 +58,14 @@ class _Listener(ConsumerRebalanceListener):  # type: ignore[misc] # aiokafka is 
 
 
 class KafkaSource:
-    def __init__(self, settings: KafkaSettings, hooks: RebalanceHooks) -> None:
+    def __init__(
+        self, settings: KafkaSettings, hooks: RebalanceHooks, share: tuple[int, int] | None = None
+    ) -> None:
         self.settings = settings
         self._hooks = hooks
+        # (i, n): read the i-th of every n of the topics' partitions without joining the group (a backfill:
+        # it knows its partitions and end offsets up front; the group only keeps its offsets). None: join.
+        self._share = share
         self._consumer: Any = None
         self._paused: set[TopicPartition] = set()
         self._closed = False
@@ -86,12 +92,42 @@ class KafkaSource:
                     for p in e.partitions:
                         self._consumer.seek(TopicPartition(e.topic, p), e.offset)
             await self._hooks.partitions_assigned(set(tps))
+        elif self._share is not None:
+            await self._assign_share(*self._share)
         elif s.regexp:
             pattern = "|".join(f"(?:{t})" for t in s.topics)
             self._consumer.subscribe(pattern=f"^(?:{pattern})$", listener=_Listener(self._hooks))
         else:
             self._consumer.subscribe(topics=list(s.topics), listener=_Listener(self._hooks))
         log.info("kafka_started", brokers=self.brokers, group=s.group or None, topics=list(s.topics) or None)
+
+    async def _assign_share(self, index: int, count: int) -> None:
+        """Take this process's share of the topics' partitions, without a group join: the first record is
+        read in a fetch's time instead of a rebalance's. The group's committed offsets are where it
+        starts and where it commits, so a group with members (a ``run``) is refused: both would commit
+        the same partitions."""
+        s = self.settings
+        if s.group:
+            try:
+                members = await protocol.group_members(self._consumer, s.group)
+            except KafkaError as exc:
+                raise translate(exc, s) from exc
+            if members:
+                raise GroupInUse(s.group, len(members))
+        try:
+            existing = await self._consumer.topics()
+        except KafkaError as exc:
+            raise translate(exc, s) from exc
+        if s.regexp:
+            pattern = re.compile("|".join(f"(?:{t})" for t in s.topics))
+            topics = sorted(t for t in existing if pattern.fullmatch(t) and not t.startswith("__"))
+        else:
+            topics = [t for t in s.topics if t in existing]  # missing ones: missing_topics() says so
+        every = sorted(await self._known_partitions(set(topics)))
+        mine = [tp for i, tp in enumerate(every) if i % count == index]
+        self._consumer.assign(mine)
+        if mine:
+            await self._hooks.partitions_assigned(set(mine))
 
     async def missing_topics(self) -> list[str]:
         """Named topics (not patterns, not explicit partitions) that the cluster does not have."""

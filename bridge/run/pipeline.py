@@ -43,6 +43,7 @@ from bridge.core.config import Loaded
 from bridge.core.errors import (
     BackfillIncomplete,
     BridgeError,
+    CommitsRefused,
     ExitCode,
     JetStreamError,
     LogRewound,
@@ -181,8 +182,10 @@ class Pipeline:
         *,
         on_progress: Callable[[int], None] | None = None,
         on_acked: Callable[[ConsumerRecordLike], None] | None = None,
+        share: tuple[int, int] = (0, 1),
     ) -> None:
         self.loaded = loaded
+        self._share = share  # (i, n): worker i of n (--workers); a bounded run reads its share unjoined
         self.mode = mode
         self.config = loaded.config
         self.settings = loaded.kafka
@@ -502,14 +505,14 @@ class Pipeline:
         while not stop.is_set():
             if self.mode.finished(((tp, p.ledger) for tp, p in self._parts.items()), source):
                 return True
-            budget = sink.max_in_flight - sink.in_flight
+            budget = sink.max_in_flight - sink.in_flight if sink.has_room else 0
             source.set_paused(self._paused(run, budget <= 0))
             if budget <= 0:
                 # Full: wait for acks, but keep polling so the group sees us alive.
                 with contextlib.suppress(TimeoutError):
                     async with asyncio.timeout(1.0):
                         await sink.wait_capacity()
-                if sink.in_flight >= sink.max_in_flight:
+                if not sink.has_room:
                     await source.fetch(max_records=1, wait=0)
                 continue
             batch = await source.fetch(max_records=budget, wait=FETCH_WAIT)
@@ -694,7 +697,7 @@ class Pipeline:
                 max_control_line=self.config.bridge.max_control_line,
                 reply=MAX_REPLY_LEN,
             )
-            source = KafkaSource(self.settings, self)
+            source = KafkaSource(self.settings, self, self._share if self.mode.bounded else None)
             run = self._running = _Running(sink, source, router, asyncio.get_running_loop().create_future())
             await _unless_stopped(stop, source.start())
             missing = await _unless_stopped(stop, source.missing_topics())
@@ -732,6 +735,12 @@ class Pipeline:
             await self._shutdown(sink, source, deadline)
         if error is None and self.mode.bounded and not finished:
             error = self._incomplete() or BackfillIncomplete({})  # a signal came before its end
+        if error is None and self.mode.bounded and self.settings.group:
+            unsaved = [
+                f"{tp.topic}/{tp.partition}" for tp, p in self._parts.items() if p.ledger.needs_commit()
+            ]
+            if unsaved:
+                error = CommitsRefused(self.settings.group, sorted(unsaved))
         reports = sorted(self._reports.values(), key=lambda r: (r.topic, r.partition))
         if error is not None:
             log.error("run_failed", error=str(error))

@@ -21,12 +21,21 @@ from types import FrameType
 from typing import Any
 
 WORKER_ENV = "KJB_WORKER_INDEX"
+WORKERS_ENV = "KJB_WORKERS"
 
 
 def worker_index() -> int:
     """This process's index among ``--workers`` siblings (0 when it runs alone)."""
     value = os.environ.get(WORKER_ENV, "0")
     return int(value) if value.isdigit() else 0
+
+
+def worker_share() -> tuple[int, int]:
+    """(index, count) of this process among its ``--workers`` siblings: a backfill reads the partitions
+    whose position in the sorted list is ``index`` modulo ``count`` (it joins no group to share them)."""
+    value = os.environ.get(WORKERS_ENV, "1")
+    count = int(value) if value.isdigit() and int(value) > 0 else 1
+    return min(worker_index(), count - 1), count
 
 
 def _merge_partition(a: dict[str, Any], b: dict[str, Any]) -> dict[str, Any]:
@@ -75,7 +84,7 @@ def supervise(child_args: Sequence[str], workers: int, merge_json: bool = False)
             [sys.executable, "-m", "bridge", *child_args],
             stdout=subprocess.PIPE if merge_json else None,
             start_new_session=True,
-            env={**os.environ, WORKER_ENV: str(i)},
+            env={**os.environ, WORKER_ENV: str(i), WORKERS_ENV: str(workers)},
         )
         for i in range(workers)
     ]

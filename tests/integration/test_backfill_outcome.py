@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 from aiokafka import AIOKafkaProducer
+from aiokafka.admin import AIOKafkaAdminClient
 
 from tests.conftest import KAFKA_PARAMS, Kafka
 from tests.support import (
@@ -129,3 +130,94 @@ async def test_backfill_read_committed_ends_when_an_open_transaction_is_aborted(
     assert [(p["partition"], p["undelivered"]) for p in summary["partitions"]] == [(0, 0)]
     assert await stream_count(nats_url, stream) == 10
     assert (await committed_offsets(kafka.bootstrap, group, topic))[0] >= 15
+
+
+async def group_state(bootstrap: str, group: str) -> tuple[str, int]:
+    """(state, members) of a consumer group, from its coordinator."""
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    await admin.start()
+    try:
+        (response,) = await admin.describe_consumer_groups([group])
+        (entry,) = response.groups
+        return entry[2], len(entry[5])
+    finally:
+        await admin.close()
+
+
+async def test_backfill_reads_without_joining_its_group_and_commits_to_it(
+    kafka: Kafka, nats_url: str, names: dict, workdir: Path
+) -> None:
+    """A backfill knows its partitions and end offsets up front: it reads them without a group join (its
+    first record is read in a fetch's time, not a rebalance's), starts from the group's committed
+    offsets and commits to the group, which stays without members all along."""
+    topic, group, prefix, stream = names["topic"], names["group"], names["prefix"], names["stream"]
+    await create_topic(kafka.bootstrap, topic, 3)
+    await produce(
+        kafka.bootstrap, topic, [Record(p, b"k", f"v{i}".encode()) for i in range(10) for p in range(3)]
+    )
+    cfg = write_config(workdir / "c.yaml", brokers=kafka.bootstrap, topics=[topic], group=group,
+                       nats_url=nats_url, subject=f"{prefix}.data", bridge={"ack_timeout": "1s"})  # fmt: skip
+    with BridgeProcess("backfill", "-c", str(cfg), "--json", log_dir=workdir) as bridge:
+
+        async def reading() -> None:  # no stream yet: the records wait, the backfill is mid-way
+            assert bridge.events("lane_halted"), bridge.logs()[-2000:]
+
+        await eventually(reading, within=30)
+        assert (await group_state(kafka.bootstrap, group))[1] == 0  # nobody joined the group
+        await create_stream(nats_url, stream, [f"{prefix}.>"])
+        assert bridge.wait(timeout=60) == 0, bridge.logs()[-3000:]
+    assert await committed_offsets(kafka.bootstrap, group, topic) == {0: 10, 1: 10, 2: 10}
+    assert not bridge.events("partitions_revoked")
+
+
+async def test_backfill_refuses_a_group_with_members(
+    kafka: Kafka, nats_url: str, names: dict, workdir: Path
+) -> None:
+    """A `run` holds the group: a backfill in it would commit the partitions the run holds, so it stops
+    before reading (exit 1), naming the group."""
+    topic, group, prefix, stream = names["topic"], names["group"], names["prefix"], names["stream"]
+    await create_topic(kafka.bootstrap, topic, 1)
+    await create_stream(nats_url, stream, [f"{prefix}.>"])
+    cfg = write_config(workdir / "c.yaml", brokers=kafka.bootstrap, topics=[topic], group=group,
+                       nats_url=nats_url, subject=f"{prefix}.data")  # fmt: skip
+    with BridgeProcess("run", "-c", str(cfg), log_dir=workdir, name="run") as run:
+
+        async def member() -> None:
+            assert run.events("partitions_assigned"), run.logs()[-2000:]
+
+        await eventually(member, within=60)
+        await produce(kafka.bootstrap, topic, [Record(0, b"k", b"v")])
+        done = run_cli("backfill", "-c", str(cfg), "--json", timeout=60)
+        assert done.returncode == 1, done.stderr[-3000:]
+        assert f"consumer group {group!r} has 1 active member(s)" in report(done.stdout)["error"]
+        assert run.stop(timeout=40) == 0
+
+
+async def test_a_member_joining_during_the_backfill_makes_its_commits_refused(
+    kafka: Kafka, nats_url: str, names: dict, workdir: Path
+) -> None:
+    """A `run` joins the group while the backfill runs: the broker refuses the backfill's commits (they
+    would move the run's partitions), and the backfill says so (exit 1) instead of reporting success."""
+    topic, group, prefix, stream = names["topic"], names["group"], names["prefix"], names["stream"]
+    await create_topic(kafka.bootstrap, topic, 1)
+    await produce(kafka.bootstrap, topic, [Record(0, b"k", f"v{i}".encode()) for i in range(10)])
+    cfg = write_config(workdir / "c.yaml", brokers=kafka.bootstrap, topics=[topic], group=group,
+                       nats_url=nats_url, subject=f"{prefix}.data", bridge={"ack_timeout": "1s"})  # fmt: skip
+    with BridgeProcess("backfill", "-c", str(cfg), "--json", log_dir=workdir, name="backfill") as backfill:
+
+        async def reading() -> None:
+            assert backfill.events("lane_halted"), backfill.logs()[-2000:]
+
+        await eventually(reading, within=30)
+        with BridgeProcess("run", "-c", str(cfg), log_dir=workdir, name="run") as run:
+
+            async def member() -> None:
+                assert (await group_state(kafka.bootstrap, group))[1] == 1
+
+            await eventually(member, within=60)
+            await create_stream(nats_url, stream, [f"{prefix}.>"])
+            assert backfill.wait(timeout=60) == 1, backfill.logs()[-3000:]
+            summary = report(backfill.stdout_path.read_text())
+            assert "were refused: a member joined consumer group" in summary["error"]
+            assert run.stop(timeout=40) == 0
+    assert await stream_count(nats_url, stream) == 10  # stored once, whoever published it
