@@ -80,6 +80,10 @@ def _parser() -> argparse.ArgumentParser:
     bench.add_argument("--latency-seconds", type=float, help="0 skips it")
     bench.add_argument("--no-baseline", action="store_true", help="skip the plain-loop baseline")
     bench.add_argument("--output", help="where to write the JSON results")
+    bench.add_argument(
+        "--rounds", type=int, help="alternating rounds of the bridge and the Go peer (default: 1)"
+    )
+    bench.add_argument("--go-peer", help="the Go reference bridge's source dir (default: ../shared/peers)")
 
     lint = sub.add_parser("lint", help="validate config files; exit 2 with one line per problem")
     lint.add_argument("files", nargs="+")
@@ -398,6 +402,8 @@ def cmd_bench(args: argparse.Namespace) -> int:
         "latency_rate": args.latency_rate,
         "latency_seconds": args.latency_seconds,
         "output": args.output,
+        "rounds": args.rounds,
+        "go_peer": args.go_peer,
     }
     params = bench.Params(**{k: v for k, v in given.items() if v is not None})
     if args.workers is not None:

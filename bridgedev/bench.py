@@ -28,12 +28,17 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import gc
+import hashlib
 import json
 import os
+import re
+import resource
+import shutil
 import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import uuid
 from collections.abc import Iterator, Sequence
@@ -67,6 +72,8 @@ class Params:
     latency_seconds: float = 10.0
     baseline: bool = True
     output: str = "bench-results.json"
+    rounds: int = 1  # alternating rounds of the bridge and the Go peer on the same brokers
+    go_peer: str = ""  # the Go reference bridge's source (default: ../shared/peers beside the repo, if any)
 
 
 @dataclass
@@ -75,7 +82,9 @@ class Result:
     preload_s: float = 0.0
     raw_consume_rps: float = 0.0
     raw_publish_rps: float = 0.0
-    bridge: dict[str, dict[str, float]] = field(default_factory=dict)  # workers → numbers
+    bridge: dict[str, dict[str, float]] = field(default_factory=dict)  # phase → numbers (the last round)
+    rounds: list[dict[str, dict[str, float]]] = field(default_factory=list)  # every round's phases
+    go_peer: str = ""  # why the Go peer did not run, or its binary
     baseline_rps: float = 0.0  # asyncio, default collector
     baseline_runtime_rps: float = 0.0  # the same loop on the bridge's runtime
     latency_ms: dict[str, float] = field(default_factory=dict)
@@ -83,6 +92,11 @@ class Result:
 
 
 # ----------------------------------------------------------------------------------- preload
+
+HEADER = [("source", b"bench")]  # one record header each, carried along as a NATS header (the mission)
+# The mission's configuration (README): every kafka_* metadata and the record's headers as NATS headers,
+# Nats-Msg-Id the record's identity. "bare" sends the Nats-Msg-Id alone.
+MISSION_METADATA = {"include_patterns": [".*"]}
 
 
 async def _preload(bootstrap: str, topic: str, p: Params) -> float:
@@ -94,7 +108,9 @@ async def _preload(bootstrap: str, topic: str, p: Params) -> float:
     try:
         pending: list[asyncio.Future[Any]] = []
         for i in range(p.records):
-            pending.append(await producer.send(topic, value, key=b"k%d" % i, partition=i % p.partitions))
+            pending.append(
+                await producer.send(topic, value, key=b"k%d" % i, partition=i % p.partitions, headers=HEADER)
+            )
             if len(pending) >= 20_000:
                 await asyncio.gather(*pending)
                 pending.clear()
@@ -185,7 +201,14 @@ async def _raw_publish(nats_url: str, p: Params) -> float:
 
 
 def _config(
-    path: Path, bootstrap: str, nats_url: str, topic: str, group: str, subject: str, p: Params
+    path: Path,
+    bootstrap: str,
+    nats_url: str,
+    topic: str,
+    group: str,
+    subject: str,
+    p: Params,
+    metadata: bool = True,
 ) -> Path:
     doc = {
         "input": {
@@ -199,7 +222,12 @@ def _config(
             }
         },
         "output": {
-            "nats_jetstream": {"urls": [nats_url], "subject": subject, "max_in_flight": p.max_in_flight}
+            "nats_jetstream": {
+                "urls": [nats_url],
+                "subject": subject,
+                "max_in_flight": p.max_in_flight,
+                **({"metadata": MISSION_METADATA} if metadata else {}),
+            }
         },
         "http": {"enabled": False},
         "logger": {"level": "WARN", "format": "json"},
@@ -208,55 +236,193 @@ def _config(
     return path
 
 
-def _peak_rss(procs: list[subprocess.Popen[bytes]]) -> tuple[list[int], float]:
-    """Wait for the processes, sampling their RSS; returns peak RSS per process and the wall time."""
+@dataclass
+class _Servers:
+    """What the bench can read of the brokers it measures against."""
+
+    nats_url: str
+    nats_pid: int | None = None  # the nats-server's pid, when the bench started it (its CPU time is read)
+
+
+class _FirstStored(threading.Thread):
+    """Watches a stream from its own thread and event loop: the time its first message was stored."""
+
+    def __init__(self, nats_url: str, stream: str) -> None:
+        super().__init__(daemon=True)
+        self.nats_url, self.stream = nats_url, stream
+        self.at = 0.0  # time.perf_counter() when the stream first held a message
+        self.done = threading.Event()
+
+    def run(self) -> None:
+        asyncio.run(self._watch())
+
+    async def _watch(self) -> None:
+        nc = await nats.connect(self.nats_url)
+        try:
+            js = nc.jetstream()
+            while not self.done.is_set():
+                with contextlib.suppress(Exception):  # not there yet, a slow answer: ask again
+                    if (await js.stream_info(self.stream)).state.messages:
+                        self.at = time.perf_counter()
+                        return
+                await asyncio.sleep(0.005)  # a polling interval, not synchronisation
+        finally:
+            await nc.close()
+
+
+def _cpu_seconds(pid: int | None) -> float:
     import psutil
 
+    if pid is None:
+        return 0.0
+    with contextlib.suppress(psutil.Error):
+        times = psutil.Process(pid).cpu_times()
+        return float(times.user + times.system)
+    return 0.0
+
+
+def _measure(
+    cmds: list[list[str]], servers: _Servers, stream: str
+) -> tuple[list[subprocess.Popen[bytes]], dict[str, float]]:
+    """Run the processes to their end, sampling their RSS and watching for the stream's first message;
+    returns the processes and peak RSS, wall time, first-record time, their CPU seconds and the
+    nats-server's CPU seconds over the run."""
+    import psutil
+
+    children_before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    nats_before = _cpu_seconds(servers.nats_pid)
+    watcher = _FirstStored(servers.nats_url, stream)
+    watcher.start()
     started = time.perf_counter()
+    procs = [subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE) for cmd in cmds]
     peaks = [0] * len(procs)
     handles = [psutil.Process(proc.pid) for proc in procs]
     while any(proc.poll() is None for proc in procs):
         for i, handle in enumerate(handles):
-            with contextlib.suppress(psutil.NoSuchProcess):
-                peaks[i] = max(peaks[i], handle.memory_info().rss)
-        time.sleep(0.05)  # a sampling interval, not synchronisation
-    return peaks, time.perf_counter() - started
+            with contextlib.suppress(psutil.Error):  # the process and its workers (--workers N), each
+                for one in (handle, *handle.children(recursive=True)):
+                    peaks[i] = max(peaks[i], one.memory_info().rss)
+        time.sleep(0.02)  # a sampling interval, not synchronisation
+    wall = time.perf_counter() - started
+    watcher.done.set()
+    watcher.join(5)
+    first = watcher.at - started if watcher.at else 0.0
+    children = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu = (children.ru_utime - children_before.ru_utime) + (children.ru_stime - children_before.ru_stime)
+    return procs, {
+        "wall_s": round(wall, 3),
+        "first_record_s": round(first, 3),
+        "peak_rss_mb": round(max(peaks) / 1e6, 1),
+        "cpu_s": round(cpu, 2),
+        "nats_cpu_s": round(_cpu_seconds(servers.nats_pid) - nats_before, 2),
+    }
+
+
+def _per_million(value: float, records: int) -> float:
+    return round(value * 1_000_000 / records, 2) if records else 0.0
 
 
 def _bridge_backfill(
-    bootstrap: str, nats_url: str, topic: str, p: Params, workers: int, tmp: Path
+    bootstrap: str,
+    nats_url: str,
+    topic: str,
+    p: Params,
+    workers: int,
+    tmp: Path,
+    servers: _Servers,
+    metadata: bool = True,
 ) -> dict[str, float]:
     name = f"BENCHBR{workers}{uuid.uuid4().hex[:6].upper()}"
     asyncio.run(_stream(nats_url, name, [f"{name.lower()}.>"]))
     group = f"bench-{uuid.uuid4().hex[:8]}"
     cfg = _config(
-        tmp / f"bridge-{workers}.yaml",
-        bootstrap,
-        nats_url,
-        topic,
-        group,
-        name.lower() + '.${! meta("kafka_partition") }',
-        p,
-    )
-    cmd = [sys.executable, "-m", "bridge", "backfill", "-c", str(cfg), "--json"]
-    procs = [subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL) for _ in range(workers)]
-    peaks, wall = _peak_rss(procs)
-    summaries = []
+        tmp / f"bridge-{workers}-{int(metadata)}.yaml", bootstrap, nats_url, topic, group,
+        name.lower() + '.${! meta("kafka_partition") }', p, metadata,
+    )  # fmt: skip
+    # --workers N as the CLI runs it: N processes, each with its share of the partitions
+    cmds = [[sys.executable, "-m", "bridge", "backfill", "-c", str(cfg), "--json", "--workers", str(workers)]]
+    procs, numbers = _measure(cmds, servers, name)
+    out = procs[0].stdout.read().decode() if procs[0].stdout else ""
     for proc in procs:
-        out = proc.stdout.read().decode() if proc.stdout else ""
-        if proc.stdout:
-            proc.stdout.close()
-        summaries.append(json.loads(out[out.index("{") :]) if "{" in out else {})
-    records = sum(s.get("records", 0) for s in summaries)
-    elapsed = max((s.get("elapsed_s", wall) for s in summaries), default=wall)
+        for pipe in (proc.stdout, proc.stderr):
+            if pipe is not None:
+                pipe.close()
+    summary = json.loads(out[out.index("{") :]) if "{" in out else {}
+    records = int(summary.get("records", 0))
+    elapsed = float(summary.get("elapsed_s", numbers["wall_s"])) or numbers["wall_s"]
     asyncio.run(_delete_stream(nats_url, name))
     return {
         "records": records,
         "seconds": round(elapsed, 3),
         "records_per_s": round(records / elapsed, 1) if elapsed else 0.0,
         "mb_per_s": round(records * p.size / elapsed / 1e6, 2) if elapsed else 0.0,
-        "peak_rss_mb": round(max(peaks) / 1e6, 1),
+        "cpu_s_per_1m": _per_million(numbers["cpu_s"], records),
+        "nats_cpu_s_per_1m": _per_million(numbers["nats_cpu_s"], records),
+        **numbers,
         "exit_codes": max(proc.returncode or 0 for proc in procs),
+    }
+
+
+# ----------------------------------------------------------------------------------- c'. the Go peer
+
+
+class GoPeerFailed(RuntimeError):
+    """The Go reference bridge ran but did not finish (franz-go does not speak to every broker: Tansu)."""
+
+
+_GO_RATE = re.compile(r"(\d+) records acknowledged in ([\d.]+)s")
+
+
+def go_peer_binary(source: str = "") -> tuple[Path | None, str]:
+    """The Go reference bridge (``../shared/peers`` beside the repository, or ``source``), built once with
+    ``go build`` into the cache; (None, why) when Go or the source is missing or the build fails."""
+    src = Path(source) if source else Path(__file__).resolve().parents[2] / "shared" / "peers"
+    if not (src / "main.go").is_file():
+        return None, f"no Go reference bridge at {src} (--go-peer DIR)"
+    go = shutil.which("go")
+    if go is None:
+        return None, "go is not on the PATH"
+    digest = hashlib.sha256(
+        b"".join((src / n).read_bytes() for n in ("main.go", "go.mod", "go.sum"))
+    ).hexdigest()
+    binary = brokers.kafka_cache_dir() / f"go-bridge-{digest[:16]}"
+    if not binary.is_file():
+        binary.parent.mkdir(parents=True, exist_ok=True)
+        built = subprocess.run([go, "build", "-o", str(binary), "."], cwd=src, capture_output=True, text=True)
+        if built.returncode != 0:
+            return None, f"go build failed: {built.stderr.strip()[-500:]}"
+    return binary, str(binary)
+
+
+def _go_backfill(
+    binary: Path, bootstrap: str, nats_url: str, topic: str, p: Params, servers: _Servers, metadata: bool
+) -> dict[str, float]:
+    name = f"BENCHGO{uuid.uuid4().hex[:6].upper()}"
+    asyncio.run(_stream(nats_url, name, [f"{name.lower()}.>"]))
+    cmd = [
+        str(binary), "-brokers", bootstrap, "-topic", topic, "-group", f"bench-go-{uuid.uuid4().hex[:8]}",
+        "-nats", nats_url, "-subject", name.lower(), "-backfill", f"-metadata={str(metadata).lower()}",
+        "-max-inflight", str(p.max_in_flight),
+    ]  # fmt: skip
+    procs, numbers = _measure([cmd], servers, name)
+    err = procs[0].stderr.read().decode() if procs[0].stderr else ""
+    for pipe in (procs[0].stdout, procs[0].stderr):
+        if pipe is not None:
+            pipe.close()
+    asyncio.run(_delete_stream(nats_url, name))
+    match = _GO_RATE.search(err)
+    if match is None or procs[0].returncode:
+        raise GoPeerFailed(err.strip().splitlines()[-1] if err.strip() else f"exit {procs[0].returncode}")
+    records, elapsed = int(match.group(1)), float(match.group(2))
+    return {
+        "records": records,
+        "seconds": round(elapsed, 3),
+        "records_per_s": round(records / elapsed, 1) if elapsed else 0.0,
+        "mb_per_s": round(records * p.size / elapsed / 1e6, 2) if elapsed else 0.0,
+        "cpu_s_per_1m": _per_million(numbers["cpu_s"], records),
+        "nats_cpu_s_per_1m": _per_million(numbers["nats_cpu_s"], records),
+        **numbers,
+        "exit_codes": procs[0].returncode or 0,
     }
 
 
@@ -409,10 +575,12 @@ def run(p: Params) -> Result:
                 )
                 started.append(kafka.start())
                 bootstrap = kafka.bootstrap
+            servers = _Servers(nats_url)
             if not nats_url:
                 server = brokers.NatsServer(name="bench-nats")
                 started.append(server.start())
                 nats_url = server.url
+                servers = _Servers(nats_url, server.pid)
             topic = f"bench-{uuid.uuid4().hex[:8]}"
             shape = f"{p.records:,} records of {p.size} bytes over {p.partitions} partitions"
             _say(f"preloading {shape} ({p.broker}) ...")
@@ -421,9 +589,29 @@ def run(p: Params) -> Result:
             result.raw_consume_rps = round(eventloop.run(_raw_consume(bootstrap, topic, p)), 1)
             _say("b. raw JetStream publish ...")
             result.raw_publish_rps = round(eventloop.run(_raw_publish(nats_url, p)), 1)
-            for workers in p.workers:
-                _say(f"c. bridge backfill, {workers} worker(s) ...")
-                result.bridge[str(workers)] = _bridge_backfill(bootstrap, nats_url, topic, p, workers, tmp)
+            binary, why = go_peer_binary(p.go_peer)
+            result.go_peer = why
+            for round_no in range(1, p.rounds + 1):
+                phases: dict[str, dict[str, float]] = {}
+                tag = f" (round {round_no} of {p.rounds})" if p.rounds > 1 else ""
+                for metadata in (True, False):
+                    kind = "mission" if metadata else "bare"
+                    if binary is not None:
+                        _say(f"c. Go reference bridge, {kind}{tag} ...")
+                        try:
+                            phases[f"go {kind}"] = _go_backfill(
+                                binary, bootstrap, nats_url, topic, p, servers, metadata
+                            )
+                        except GoPeerFailed as exc:
+                            result.go_peer = f"it failed on this broker: {exc}"
+                            binary = None
+                    for workers in p.workers if metadata else (1,):
+                        _say(f"c. bridge backfill, {kind}, {workers} worker(s){tag} ...")
+                        phases[f"{kind} {workers}w"] = _bridge_backfill(
+                            bootstrap, nats_url, topic, p, workers, tmp, servers, metadata
+                        )
+                result.rounds.append(phases)
+            result.bridge = result.rounds[-1] if result.rounds else {}
             if p.baseline:
                 _say("d. plain baseline (a future per record, awaited per batch), asyncio ...")
                 with _plain_runtime():
@@ -445,50 +633,102 @@ def _say(text: str) -> None:
     print(text, file=sys.stderr, flush=True)
 
 
+def _median(values: list[float]) -> float:
+    return statistics.median(values) if values else 0.0
+
+
+def _phase_medians(result: Result) -> dict[str, dict[str, float]]:
+    """Each phase's median over the rounds (one round: its numbers)."""
+    names = [name for phases in result.rounds for name in phases]
+    out: dict[str, dict[str, float]] = {}
+    for name in dict.fromkeys(names):
+        runs = [phases[name] for phases in result.rounds if name in phases]
+        out[name] = {
+            key: _median([r[key] for r in runs]) for key in runs[0] if isinstance(runs[0][key], int | float)
+        }
+    return out
+
+
 def report(result: Result) -> None:
     from rich.console import Console
     from rich.table import Table
 
     p = result.params
+    rounds = len(result.rounds)
     table = Table(
-        title=f"bench: {p['records']:,} records × {p['size']} B, {p['partitions']} partitions, "
+        title=f"bench: {p['records']:,} records × {p['size']} B with a header, {p['partitions']} partitions, "
         f"max_in_flight {p['max_in_flight']}, {p['broker']}"
+        + (f", medians of {rounds} alternating rounds" if rounds > 1 else "")
     )
     table.add_column("measure")
-    table.add_column("value", justify="right")
-    table.add_row("preload (aiokafka producer)", f"{result.preload_s:.1f} s")
-    table.add_row("a. raw Kafka consume", f"{result.raw_consume_rps:,.0f} rec/s")
-    table.add_row("b. raw JetStream publish (Python)", f"{result.raw_publish_rps:,.0f} rec/s")
-    floor = min(result.raw_consume_rps, result.raw_publish_rps)
-    for workers, b in result.bridge.items():
-        table.add_row(
-            f"c. bridge backfill, {workers} worker(s)",
-            f"{b['records_per_s']:,.0f} rec/s  {b['mb_per_s']:.1f} MB/s  "
-            f"({b['records_per_s'] / floor:.2f} × min(a,b))",
-        )
-        table.add_row(f"f. peak RSS, {workers} worker(s)", f"{b['peak_rss_mb']:.0f} MB per process")
-    one = result.bridge.get("1", {}).get("records_per_s", 0.0)
+    table.add_column("rec/s", justify="right")
+    table.add_column("CPU-s / 1M", justify="right")
+    table.add_column("peak RSS", justify="right")
+    table.add_column("first record", justify="right")
+    table.add_column("nats-server CPU-s / 1M", justify="right")
+    table.add_column("vs Go", justify="right")
+    phases = _phase_medians(result)
+    labels = {
+        "mission": "kafka_* metadata + header + Nats-Msg-Id (the mission)",
+        "bare": "Nats-Msg-Id only (bare)",
+    }
+    for kind in ("mission", "bare"):
+        go = phases.get(f"go {kind}")
+        if go:
+            table.add_row(
+                f"Go reference bridge, {kind}", f"{go['records_per_s']:,.0f}", f"{go['cpu_s_per_1m']:.1f}",
+                f"{go['peak_rss_mb']:.0f} MB", f"{go['first_record_s']:.2f} s",
+                f"{go['nats_cpu_s_per_1m']:.1f}", "1.00",
+            )  # fmt: skip
+        for name, b in phases.items():
+            if not name.startswith(kind + " "):
+                continue
+            workers = name.split()[-1].removesuffix("w")
+            ratio = f"{b['records_per_s'] / go['records_per_s']:.2f}" if go and go["records_per_s"] else "-"
+            table.add_row(
+                f"bridge, {labels[kind]}, {workers} worker(s)", f"{b['records_per_s']:,.0f}",
+                f"{b['cpu_s_per_1m']:.1f}", f"{b['peak_rss_mb']:.0f} MB", f"{b['first_record_s']:.2f} s",
+                f"{b['nats_cpu_s_per_1m']:.1f}", ratio,
+            )  # fmt: skip
+    Console(file=sys.stdout, width=160).print(table)
+    mission, bare = phases.get("mission 1w"), phases.get("bare 1w")
+    if mission and bare and mission["records_per_s"]:
+        cost = bare["records_per_s"] / mission["records_per_s"]
+        cpu = mission["cpu_s_per_1m"] / max(bare["cpu_s_per_1m"], 1e-9)
+        print(f"metadata costs {cost:.2f} × the bare rate ({cpu:.2f} × its CPU per record)")
+    go_m, go_b = phases.get("go mission"), phases.get("go bare")
+    if go_m and go_b and go_m["records_per_s"]:
+        print(f"Go: metadata costs {go_b['records_per_s'] / go_m['records_per_s']:.2f} × the bare rate")
+    if not go_m:
+        print(f"Go reference bridge not run: {result.go_peer}")
+    other = Table(title="stages and latency")
+    other.add_column("measure")
+    other.add_column("value", justify="right")
+    other.add_row("preload (aiokafka producer)", f"{result.preload_s:.1f} s")
+    other.add_row("a. raw Kafka consume", f"{result.raw_consume_rps:,.0f} rec/s")
+    other.add_row("b. raw JetStream publish (Python)", f"{result.raw_publish_rps:,.0f} rec/s")
+    one = mission["records_per_s"] if mission else 0.0
     if result.baseline_rps:
-        table.add_row(
+        other.add_row(
             "d. plain baseline (asyncio)",
             f"{result.baseline_rps:,.0f} rec/s  (bridge 1 worker = {one / result.baseline_rps:.1f}×)",
         )
     if result.baseline_runtime_rps:
         tuned = result.baseline_runtime_rps
-        table.add_row(
+        other.add_row(
             "d. same, on uvloop + GC clock", f"{tuned:,.0f} rec/s  (bridge 1 worker = {one / tuned:.1f}×)"
         )
     if result.latency_ms:
         lat = result.latency_ms
-        table.add_row(
+        other.add_row(
             f"e. latency at {lat['rate']:,} rec/s",
             f"p50 {lat['p50']:.1f} ms  p99 {lat['p99']:.1f} ms  max {lat['max']:.1f} ms",
         )
-        table.add_row(
+        other.add_row(
             f"   first {lat['warmup_s']:.0f} s (start-up)",
             f"{lat['warmup_samples']:,} records, max {lat['warmup_max']:.1f} ms",
         )
-    Console(file=sys.stdout, width=120).print(table)
+    Console(file=sys.stdout, width=120).print(other)
 
 
 def main(p: Params) -> int:
