@@ -277,6 +277,12 @@ def batch_of(exc: BaseException) -> str:
     return where
 
 
+def broker_count(consumer: Any) -> int:
+    """How many brokers the started ``consumer``'s cluster metadata lists (0: the bootstrap was answered
+    with none, and no request can be routed)."""
+    return len(consumer._client.cluster.brokers())
+
+
 async def group_members(consumer: Any, group: str) -> list[str]:
     """The member ids the group's coordinator lists for ``group`` (empty: nobody is in it). ``consumer`` is
     a started ``AIOKafkaConsumer`` with that ``group_id``; it does not join the group to ask."""

@@ -107,6 +107,13 @@ class KafkaSource:
         starts and where it commits, so a group with members (a ``run``) is refused: both would commit
         the same partitions."""
         s = self.settings
+        if protocol.broker_count(self._consumer) == 0:
+            # e.g. an OAUTHBEARER login Apache Kafka answers with an empty broker list: nothing to ask
+            raise KafkaUnavailable(
+                self.brokers,
+                "the bootstrap was answered with no brokers in the cluster metadata (check that this is the "
+                "listener the brokers advertise, and the sasl credentials)",
+            )
         if s.group:
             try:
                 members = await protocol.group_members(self._consumer, s.group)

@@ -41,7 +41,7 @@ class WireStats:
     acks: int  # replies that settled a publish
     duplicate_acks: int  # PubAcks with "duplicate": true
     error_replies: int  # PubAcks with an "error" object, or a status header (503 no responders, ...)
-    unacked: int  # distinct message ids sent on live connections and not yet answered, now
+    unacked: int  # distinct message ids sent on connections the client still uses and not yet answered on any, now
     peak_unacked: int  # the largest ``unacked`` seen
     connections: int  # connections accepted so far
 
@@ -79,6 +79,8 @@ class NatsWire:
         with self._lock:
             self.publishes += 1
             self.sent[msg_id] += 1
+            if conn.client_gone:
+                return
             conn.pending[reply] = msg_id
             self.unacked[msg_id] += 1
             if len(self.unacked) > self.peak_unacked:
@@ -89,7 +91,9 @@ class NatsWire:
         if msg_id is None:
             return
         with self._lock:
-            self._settle(msg_id)
+            # answered: the client waits for no other copy of it (a re-send on a new connection while the
+            # old one, closed by the client, still drains to a server that was stopped)
+            self.unacked.pop(msg_id, None)
             self.acks += 1
             if headers and len(headers.split(b"\r\n", 1)[0].split()) > 1:  # "NATS/1.0 503"
                 self.error_replies += 1
@@ -106,16 +110,17 @@ class NatsWire:
 
     def closed(self, conn: _Conn) -> None:
         with self._lock:
+            conn.client_gone = True
             for msg_id in conn.pending.values():
                 self._settle(msg_id)
             conn.pending.clear()
 
     def _settle(self, msg_id: str) -> None:
-        n = self.unacked[msg_id] - 1
+        n = self.unacked.get(msg_id, 0) - 1
         if n > 0:
             self.unacked[msg_id] = n
         else:
-            del self.unacked[msg_id]
+            self.unacked.pop(msg_id, None)
 
 
 class _Parser:
@@ -154,6 +159,7 @@ class _Conn:
         self.client = client
         self.server = server
         self.pending: dict[str, str] = {}  # reply subject → msg id
+        self.client_gone = False  # the client closed: what it sent is no longer awaited
         wire = proxy.wire
         self.up = _Parser(self._client_op) if wire is not None else None
         self.down = _Parser(self._server_op) if wire is not None else None
@@ -366,6 +372,10 @@ class TcpProxy:
                 if not data:
                     break
                 await queue.put((loop.time() + self._delays[direction], data))
+            if direction == "up" and self.wire is not None:
+                # the client has closed: nothing it sent is awaited any more, even while the rest is
+                # still queued for a server that is not reading (SIGSTOPped)
+                self.wire.closed(conn)
             await queue.put(None)
             await forwarder  # what was read is still delivered
         except (OSError, asyncio.IncompleteReadError):
