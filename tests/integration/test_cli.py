@@ -159,10 +159,15 @@ def test_lint_skip_env_var_check(tmp_path: Path) -> None:
 
 
 def test_env_file_sets_variables_for_lint(tmp_path: Path) -> None:
-    cfg = write(tmp_path, VALID.replace("consumer_group: g", "consumer_group: ${GROUP_FROM_FILE}"))
+    cfg = write(
+        tmp_path,
+        VALID.replace("consumer_group: g", "consumer_group: ${GROUP_FROM_FILE}")
+        + "    max_in_flight: ${MIF}\n",
+    )
     env = tmp_path / "bridge.env"
-    env.write_text("# comment\nexport GROUP_FROM_FILE='grp one'\nOTHER=\"x\"\n")
-    done = run_cli("lint", "-e", str(env), str(cfg))
+    env.write_text("# comment\nexport GROUP_FROM_FILE='grp one'\nOTHER=\"x\"\nMIF=5\n")
+    # the file's values override the environment's (MIF=lots would be a problem)
+    done = run_cli("lint", "-e", str(env), str(cfg), env={"MIF": "lots"})
     assert (done.returncode, done.stdout.strip()) == (0, f"{cfg}: ok"), done.stdout
     bad = tmp_path / "bad.env"
     bad.write_text("GOOD=1\nthis line is not one\n")
