@@ -17,7 +17,6 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from bridge.core.config import load, parse
-from bridge.core.config.envsubst import substitute_text
 from bridge.core.errors import ConfigError, Problem
 
 HEAD = """\
@@ -150,6 +149,8 @@ def test_a_planted_value_never_appears_in_a_problem(place: str, value: str, brea
 
 
 def test_substitute_text_is_what_redpanda_connect_parses() -> None:
+    from bridge.core.config.envsubst import substitute_text
+
     out, problems = substitute_text("a: ${A}\nb: ${B:x}\nc: ${C}\n", {"A": "1\n2"})
     assert out == "a: 1\\n2\nb: x\nc: \n"
     assert problems == [Problem("", 3, "environment variable C is not set and has no default (${C:default})")]
