@@ -25,12 +25,12 @@ import os
 import signal
 import sys
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, NoReturn, TextIO
 
 import structlog
 
 from bridge.core import config as config_mod
-from bridge.core.errors import BridgeError, ConfigError, ExitCode
+from bridge.core.errors import BridgeError, ConfigError, ExitCode, FileRefused, Problem
 from bridge.ops import log as log_mod
 from bridge.run import eventloop
 from bridge.run.modes import Backfill, Continuous, Mode, parse_start
@@ -41,99 +41,318 @@ log = structlog.get_logger("bridge.cli")
 
 
 WORKERS_HELP = "processes in one consumer group on this machine (default: bridge.workers, 1)"
+COMMANDS = ("run", "backfill", "lint", "streams", "verify", "translate", "bench", "dev")
 
 
-def _parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
+def _positive(value: str) -> int:
+    """An integer of at least 1 (``--workers 0`` is a bad command line: exit 2)."""
+    try:
+        number = int(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, not {value[:40]!r}") from None
+    if number < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, not {number}")
+    return number
+
+
+def _non_negative_float(value: str) -> float:
+    try:
+        number = float(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, not {value[:40]!r}") from None
+    if not number >= 0:  # NaN too
+        raise argparse.ArgumentTypeError(f"must be 0 or more, not {value[:40]}")
+    return number
+
+
+def _worker_counts(value: str) -> tuple[int, ...]:
+    counts = tuple(_positive(part.strip()) for part in value.split(",") if part.strip())
+    if not counts:
+        raise argparse.ArgumentTypeError("expected worker counts such as 1,2")
+    return counts
+
+
+def _start(value: str) -> str:
+    try:
+        parse_start(value)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc).removeprefix("--from ")) from None
+    return value
+
+
+class _HelpFormatter(argparse.RawDescriptionHelpFormatter):
+    """Shows an option's default after its help when it has one worth showing."""
+
+    def _get_help_string(self, action: argparse.Action) -> str | None:
+        text = action.help or ""
+        default = action.default
+        if (
+            "default:" not in text
+            and action.option_strings
+            and default not in (None, False, [], (), argparse.SUPPRESS)
+        ):
+            text += " (default: %(default)s)"
+        return text
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse with errors in the user's words: no internal names, "did you mean" for a command, and
+    exit code 2 for every bad command line."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        kwargs.setdefault("formatter_class", _HelpFormatter)
+        super().__init__(*args, **kwargs)
+
+    def error(self, message: str) -> NoReturn:
+        self.print_usage(sys.stderr)
+        self.exit(int(ExitCode.CONFIG), f"{self.prog}: error: {_plain(message)}\n")
+
+
+def _plain(message: str) -> str:
+    """argparse's messages about the command names, in words."""
+    import difflib
+    import re
+
+    if message == "the following arguments are required: COMMAND":
+        return f"a command is needed: {', '.join(COMMANDS)} (see --help)"
+    if message == "the following arguments are required: STREAMS-COMMAND":
+        return "streams needs a command: ensure (see streams --help)"
+    found = re.match(
+        r"argument (COMMAND|STREAMS-COMMAND): invalid choice: '(.*?)' \(choose from (.*)\)$", message
+    )
+    if found:
+        known = COMMANDS if found.group(1) == "COMMAND" else ("ensure",)
+        close = difflib.get_close_matches(found.group(2), known, n=1, cutoff=0.6)
+        hint = f" (did you mean {close[0]}?)" if close else ""
+        return f"unknown command {found.group(2)[:40]!r}{hint}; the commands are: {', '.join(known)}"
+    return message
+
+
+def _config_arguments(p: argparse.ArgumentParser, *, overrides: bool = True) -> None:
+    """The config file (positional, as ``rpk connect run config.yaml``, or ``-c``), ``--set`` and
+    ``--env-file``, for every command that reads one config."""
+    p.add_argument("config_file", nargs="?", metavar="CONFIG", help="the Redpanda Connect YAML config file")
+    p.add_argument("-c", "--config", metavar="FILE", help="the config file (the same as CONFIG)")
+    if overrides:
+        p.add_argument(
+            "-s",
+            "--set",
+            action="append",
+            default=[],
+            metavar="PATH=VALUE",
+            help="set a field of the config by its dot path, e.g. output.nats_jetstream.max_in_flight=256 "
+            "(repeatable, as rpk connect run --set)",
+        )
+    p.add_argument(
+        "-e",
+        "--env-file",
+        action="append",
+        default=[],
+        metavar="FILE",
+        help="read environment variables from a dotenv file (KEY=value lines) before the config "
+        "(repeatable; its values override the environment's)",
+    )
+
+
+def _parser() -> tuple[argparse.ArgumentParser, dict[str, argparse.ArgumentParser]]:
+    p = _Parser(
         prog="kafka-jetstream-bridge",
         description="Kafka/Redpanda → NATS JetStream bridge (Redpanda Connect compatible config).",
     )
-    sub = p.add_subparsers(dest="command", required=True)
+    p.add_argument("--version", action="version", version=f"%(prog)s {_version()}")
+    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND", parser_class=_Parser)
+    commands: dict[str, argparse.ArgumentParser] = {}
 
     run = sub.add_parser("run", help="replicate continuously until SIGTERM/SIGINT")
-    run.add_argument("-c", "--config", required=True, help="Redpanda Connect YAML file")
-    run.add_argument("--workers", type=int, help=WORKERS_HELP)
+    _config_arguments(run)
+    run.add_argument("--workers", type=_positive, metavar="N", help=WORKERS_HELP)
+    commands["run"] = run
 
     bf = sub.add_parser("backfill", help="publish up to the end offsets seen at start, commit, exit")
-    bf.add_argument("-c", "--config", required=True, help="Redpanda Connect YAML file")
+    _config_arguments(bf)
     bf.add_argument(
         "--from",
         dest="start",
         default="committed",
-        help="earliest | committed (default) | an RFC 3339 timestamp such as 2026-01-31T00:00:00Z",
+        type=_start,
+        metavar="WHERE",
+        help="earliest | committed | an RFC 3339 timestamp such as 2026-01-31T00:00:00Z",
     )
     bf.add_argument("--json", action="store_true", help="print the summary as JSON instead of a table")
-    bf.add_argument("--workers", type=int, help=WORKERS_HELP)
-
-    # The bench's defaults are its own (bridgedev.bench.Params): an option not given stays None here, so
-    # that building this parser imports no dev tooling.
-    bench = sub.add_parser("bench", help="measure raw Kafka, raw JetStream and the bridge on local brokers")
-    bench.add_argument("--records", type=int)
-    bench.add_argument("--size", type=int, help="record value size in bytes")
-    bench.add_argument("--partitions", type=int)
-    bench.add_argument("--max-in-flight", type=int)
-    bench.add_argument("--broker", choices=("kafka", "tansu"))
-    bench.add_argument("--kafka-bootstrap", help="use this broker instead of starting one")
-    bench.add_argument("--nats-url", help="use this nats-server instead of starting one")
-    bench.add_argument("--workers", help="worker counts for the backfill phase, e.g. 1,2 (default: 1,2)")
-    bench.add_argument("--latency-rate", type=int, help="records/s")
-    bench.add_argument("--latency-seconds", type=float, help="0 skips it")
-    bench.add_argument("--no-baseline", action="store_true", help="skip the plain-loop baseline")
-    bench.add_argument("--output", help="where to write the JSON results")
-    bench.add_argument(
-        "--rounds", type=int, help="alternating rounds of the bridge and the Go peer (default: 1)"
-    )
-    bench.add_argument("--go-peer", help="the Go reference bridge's source dir (default: ../shared/peers)")
+    bf.add_argument("--workers", type=_positive, metavar="N", help=WORKERS_HELP)
+    commands["backfill"] = bf
 
     lint = sub.add_parser("lint", help="validate config files; exit 2 with one line per problem")
-    lint.add_argument("files", nargs="+")
+    lint.add_argument("files", nargs="+", metavar="FILE", help="the config files to check")
+    lint.add_argument(
+        "-e",
+        "--env-file",
+        action="append",
+        default=[],
+        metavar="FILE",
+        help="read environment variables from a dotenv file before the configs (repeatable)",
+    )
+    lint.add_argument(
+        "--skip-env-var-check",
+        action="store_true",
+        help="an unset ${VAR} without a default is empty instead of a problem (as rpk connect lint)",
+    )
+    commands["lint"] = lint
+
+    st = sub.add_parser("streams", help="JetStream stream provisioning")
+    st_sub = st.add_subparsers(
+        dest="streams_command", required=True, metavar="STREAMS-COMMAND", parser_class=_Parser
+    )
+    ensure = st_sub.add_parser("ensure", help="create or update the stream described by bridge.stream")
+    _config_arguments(ensure)
+    commands["streams ensure"] = ensure
+
+    vf = sub.add_parser("verify", help="compare every partition of the Kafka topics with the stream")
+    _config_arguments(vf)
+    vf.add_argument(
+        "--stream", help="the stream to compare with (default: bridge.stream.name, else found by subject)"
+    )
+    vf.add_argument("--json", action="store_true", help="print the report as JSON instead of a table")
+    commands["verify"] = vf
+
+    tr = sub.add_parser("translate", help="a consumer group's committed offsets → stream sequences")
+    _config_arguments(tr)
+    tr.add_argument("--group", required=True, help="the Kafka consumer group moving to JetStream")
+    tr.add_argument("--stream", help="the stream (default: bridge.stream.name, else found by subject)")
+    tr.add_argument("--json", action="store_true", help="print the result as JSON instead of a table")
+    commands["translate"] = tr
+
+    # The bench's defaults are its own (bridgedev.bench.Params, written in the help and checked by
+    # tests/unit/test_cli.py): an option not given stays None here, so that building this parser imports
+    # no dev tooling.
+    bench = sub.add_parser("bench", help="measure raw Kafka, raw JetStream and the bridge on local brokers")
+    bench.add_argument("--records", type=_positive, metavar="N", help="records to preload (default: 1000000)")
+    bench.add_argument("--size", type=_positive, metavar="BYTES", help="record value size (default: 200)")
+    bench.add_argument(
+        "--partitions", type=_positive, metavar="N", help="partitions of the topic (default: 8)"
+    )
+    bench.add_argument(
+        "--max-in-flight", type=_positive, metavar="N", help="the bridge's max_in_flight (default: 1024)"
+    )
+    bench.add_argument(
+        "--broker", choices=("kafka", "tansu"), help="the Kafka-protocol broker to start (default: kafka)"
+    )
+    bench.add_argument(
+        "--kafka-bootstrap",
+        metavar="HOST:PORT",
+        help="use this broker instead of starting one (default: start one)",
+    )
+    bench.add_argument(
+        "--nats-url", metavar="URL", help="use this nats-server instead of starting one (default: start one)"
+    )
+    bench.add_argument(
+        "--workers",
+        type=_worker_counts,
+        metavar="N,N",
+        help="worker counts for the backfill phase (default: 1,2)",
+    )
+    bench.add_argument(
+        "--latency-rate",
+        type=_positive,
+        metavar="N",
+        help="records/s during the latency phase (default: 5000)",
+    )
+    bench.add_argument(
+        "--latency-seconds",
+        type=_non_negative_float,
+        metavar="S",
+        help="length of the latency phase, 0 skips it (default: 10.0)",
+    )
+    bench.add_argument("--no-baseline", action="store_true", help="skip the plain-loop baseline")
+    bench.add_argument(
+        "--rounds",
+        type=_positive,
+        metavar="N",
+        help="alternating rounds of the bridge and the Go peer on the same brokers (default: 1)",
+    )
+    bench.add_argument(
+        "--go-peer",
+        metavar="DIR",
+        help="the Go reference bridge's source (default: ../shared/peers beside the repository, if any)",
+    )
+    bench.add_argument(
+        "--output", metavar="FILE", help="where to write the JSON results (default: bench-results.json)"
+    )
+    commands["bench"] = bench
 
     dev = sub.add_parser("dev", help="local brokers + demo topic + stream, then run the bridge on them")
     dev.add_argument(
         "--broker", choices=("tansu", "kafka"), default="tansu", help="Kafka-protocol broker to start"
     )
-    dev.add_argument("-c", "--config", default="configs/local.yaml")
-    dev.add_argument("--records", type=int, default=30, help="sample records to preload")
-
-    vf = sub.add_parser("verify", help="compare every partition of the Kafka topics with the stream")
-    vf.add_argument("-c", "--config", required=True, help="Redpanda Connect YAML file")
-    vf.add_argument(
-        "--stream", help="the stream to compare with (default: bridge.stream.name, else found by subject)"
+    dev.add_argument(
+        "-c", "--config", default="configs/local.yaml", metavar="FILE", help="the bridge's config"
     )
-    vf.add_argument("--json", action="store_true", help="print the report as JSON instead of a table")
+    dev.add_argument("--records", type=_positive, default=30, metavar="N", help="sample records to preload")
+    commands["dev"] = dev
+    return p, commands
 
-    tr = sub.add_parser("translate", help="a consumer group's committed offsets → stream sequences")
-    tr.add_argument("-c", "--config", required=True, help="Redpanda Connect YAML file")
-    tr.add_argument("--group", required=True, help="the Kafka consumer group moving to JetStream")
-    tr.add_argument("--stream", help="the stream (default: bridge.stream.name, else found by subject)")
-    tr.add_argument("--json", action="store_true", help="print the result as JSON instead of a table")
 
-    st = sub.add_parser("streams", help="JetStream stream provisioning")
-    st_sub = st.add_subparsers(dest="streams_command", required=True)
-    ensure = st_sub.add_parser("ensure", help="create or update the stream described by bridge.stream")
-    ensure.add_argument("-c", "--config", required=True, help="Redpanda Connect YAML file")
-    return p
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("kafka-jetstream-bridge")
+    except PackageNotFoundError:  # run from a checkout that was never installed
+        return "unknown"
 
 
 # ---------------------------------------------------------------------------- lint
 
 
-def cmd_lint(files: Sequence[str]) -> int:
+def _print_problems(path: str, problems: Sequence[Problem], out: TextIO, warning: bool = False) -> None:
+    for problem in problems:
+        where = f"{path}:{problem.line}" if problem.line else path
+        print(
+            f"{where}: {problem.path or '<root>'}: {'warning: ' if warning else ''}{problem.message}",
+            file=out,
+        )
+
+
+def cmd_lint(files: Sequence[str], skip_env_check: bool = False) -> int:
     code = ExitCode.OK
     for path in files:
         try:
-            loaded = config_mod.load(path)
+            loaded = config_mod.load(path, skip_env_check=skip_env_check)
         except ConfigError as exc:
             code = ExitCode.CONFIG
-            for problem in exc.problems:
-                where = f"{path}:{problem.line}" if problem.line else path
-                print(f"{where}: {problem.path or '<root>'}: {problem.message}")
+            _print_problems(path, exc.problems, sys.stdout)
         else:
-            for warning in loaded.warnings:
-                where = f"{path}:{warning.line}" if warning.line else path
-                print(f"{where}: {warning.path}: warning: {warning.message}")
+            _print_problems(path, loaded.warnings, sys.stdout, warning=True)
             print(f"{path}: ok")
     return int(code)
+
+
+def _read_env_files(files: Sequence[str]) -> None:
+    """``-e FILE``: dotenv files (``KEY=value`` lines, ``#`` comments, quotes) into the environment,
+    before the config is read, as ``rpk connect --env-file``. Values are taken literally. A file that
+    cannot be read or a line that is not ``KEY=value`` is a bad command line (exit 2)."""
+    import io
+
+    from dotenv import dotenv_values
+    from dotenv.parser import parse_stream
+
+    from bridge.core import localfiles
+
+    for name in files:
+        try:
+            text = localfiles.read_config(name).decode("utf-8")
+        except (FileRefused, UnicodeDecodeError) as exc:
+            reason = exc.reason if isinstance(exc, FileRefused) else "it is not valid UTF-8"
+            sys.stderr.write(f"{name}: cannot read env file: {reason}\n")
+            raise SystemExit(int(ExitCode.CONFIG)) from exc
+        bad = [b.original.line for b in parse_stream(io.StringIO(text)) if b.error]
+        if bad:
+            lines = ", ".join(str(n) for n in bad[:5])
+            sys.stderr.write(f"{name}: line {lines}: not a KEY=value line\n")
+            raise SystemExit(int(ExitCode.CONFIG))
+        for key, value in dotenv_values(stream=io.StringIO(text), interpolate=False).items():
+            if value is not None:
+                os.environ[key] = value
 
 
 # ---------------------------------------------------------------------------- run / backfill
@@ -285,20 +504,19 @@ def _s(value: int | None) -> str:
     return "-" if value is None else f"{value:,}"
 
 
-def _load_or_exit(path: str) -> config_mod.Loaded:
+def _load_or_exit(path: str, sets: Sequence[str] = ()) -> config_mod.Loaded:
     try:
-        return config_mod.load(path)
+        return config_mod.load(path, sets=tuple(sets))
     except ConfigError as exc:
-        for problem in exc.problems:
-            where = f"{path}:{problem.line}" if problem.line else path
-            sys.stderr.write(f"{where}: {problem.path or '<root>'}: {problem.message}\n")
+        _print_problems(path, exc.problems, sys.stderr)
         raise SystemExit(int(ExitCode.CONFIG)) from exc
 
 
 def _setup_logging(loaded: config_mod.Loaded) -> None:
     lg = loaded.config.logger
-    fmt = "json" if lg.format == "json" else None
-    log_mod.setup(lg.level, fmt, lg.static_fields)
+    # logfmt only when written: unset, the default is JSON off a terminal, readable lines on one
+    fmt = lg.format if "format" in lg.model_fields_set else None
+    log_mod.setup(lg.level, fmt, lg.static_fields, timestamps=lg.add_timestamp)
     for warning in loaded.warnings:
         log.warning("config_warning", path=warning.path, line=warning.line, message=warning.message)
 
@@ -322,37 +540,36 @@ def _run(loaded: config_mod.Loaded, mode: Mode, show_progress: bool) -> RunResul
 
 
 def _workers(loaded: config_mod.Loaded, flag: int | None) -> int:
-    workers = flag if flag is not None else loaded.config.bridge.workers
-    if workers < 1:
-        raise SystemExit(f"--workers must be at least 1, not {workers}")
-    return workers
+    return flag if flag is not None else loaded.config.bridge.workers
 
 
-def cmd_run(path: str, workers: int | None = None) -> int:
-    loaded = _load_or_exit(path)
+def _set_args(sets: Sequence[str]) -> list[str]:
+    return [arg for expression in sets for arg in ("--set", expression)]
+
+
+def cmd_run(path: str, workers: int | None = None, sets: Sequence[str] = ()) -> int:
+    loaded = _load_or_exit(path, sets)
     n = _workers(loaded, workers)
     if n > 1:
         from bridge.run.workers import supervise
 
-        return supervise(["run", "-c", path, "--workers", "1"], n)
+        return supervise(["run", path, "--workers", "1", *_set_args(sets)], n)
     _setup_logging(loaded)
     result = _run(loaded, Continuous(), show_progress=False)
     return result if isinstance(result, int) else int(result.exit_code)
 
 
-def cmd_backfill(path: str, start: str, as_json: bool, workers: int | None = None) -> int:
-    loaded = _load_or_exit(path)
-    try:
-        begin = parse_start(start)
-    except ValueError as exc:
-        sys.stderr.write(f"{exc}\n")
-        return int(ExitCode.CONFIG)
+def cmd_backfill(
+    path: str, start: str, as_json: bool, workers: int | None = None, sets: Sequence[str] = ()
+) -> int:
+    loaded = _load_or_exit(path, sets)
+    begin = parse_start(start)  # checked by the parser
     n = _workers(loaded, workers)
     if n > 1:
         from bridge.run.workers import supervise
 
-        args = ["backfill", "-c", path, "--from", start, "--workers", "1"] + (["--json"] if as_json else [])
-        return supervise(args, n, merge_json=as_json)
+        args = ["backfill", path, "--from", start, "--workers", "1", *_set_args(sets)]
+        return supervise([*args, *(["--json"] if as_json else [])], n, merge_json=as_json)
     _setup_logging(loaded)
     result = _run(loaded, Backfill(begin), show_progress=sys.stderr.isatty() and not as_json)
     if isinstance(result, int):
@@ -364,24 +581,37 @@ def cmd_backfill(path: str, start: str, as_json: bool, workers: int | None = Non
     return int(result.exit_code)
 
 
+def _config_path(args: argparse.Namespace, parser: argparse.ArgumentParser) -> str:
+    """The config file of a command: CONFIG or ``-c FILE`` (one of them, once)."""
+    positional, flag = args.config_file, args.config
+    if positional and flag and positional != flag:
+        parser.error(f"give the config file once: {positional!r} and -c {flag!r} were both given")
+    path: str | None = positional or flag
+    if not path:
+        parser.error("a config file is needed: CONFIG, or -c FILE")
+    return path
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     log_mod.guard_output()  # every line printed from here on: credentials in URLs masked (bridge.ops.log)
-    args = _parser().parse_args(argv)
-    if args.command == "lint":
-        return cmd_lint(args.files)
-    if args.command == "run":
-        return cmd_run(args.config, args.workers)
-    if args.command == "backfill":
-        return cmd_backfill(args.config, args.start, args.json, args.workers)
-    if args.command == "bench":
+    parser, commands = _parser()
+    args = parser.parse_args(argv)
+    command = args.command if args.command != "streams" else "streams ensure"
+    _read_env_files(getattr(args, "env_file", []) or [])
+    if command == "lint":
+        return cmd_lint(args.files, args.skip_env_var_check)
+    if command == "bench":
         return cmd_bench(args)
-    if args.command == "dev":
+    if command == "dev":
         from bridgedev.demo import cmd_dev  # dev tooling: only for this command
 
         return cmd_dev(args.broker, args.config, args.records)
-    if args.command in ("verify", "translate", "streams"):
-        return cmd_migration(args)
-    raise AssertionError(args.command)
+    path = _config_path(args, commands[command])
+    if command == "run":
+        return cmd_run(path, args.workers, args.set)
+    if command == "backfill":
+        return cmd_backfill(path, args.start, args.json, args.workers, args.set)
+    return cmd_migration(args, path)
 
 
 # ---------------------------------------------------------------------------- bench
@@ -407,7 +637,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
     }
     params = bench.Params(**{k: v for k, v in given.items() if v is not None})
     if args.workers is not None:
-        params.workers = tuple(int(w) for w in args.workers.split(",") if w.strip())
+        params.workers = args.workers
     params.baseline = not args.no_baseline
     return bench.main(params)
 
@@ -415,9 +645,9 @@ def cmd_bench(args: argparse.Namespace) -> int:
 # ---------------------------------------------------------------------------- migration commands
 
 
-def cmd_migration(args: argparse.Namespace) -> int:
+def cmd_migration(args: argparse.Namespace, path: str) -> int:
     """``verify``, ``translate`` and ``streams ensure``: one-shot commands with their own output."""
-    loaded = _load_or_exit(args.config)
+    loaded = _load_or_exit(path, args.set)
     _setup_logging(loaded)
     try:
         if args.command == "verify":
@@ -435,7 +665,7 @@ def cmd_migration(args: argparse.Namespace) -> int:
         from bridge.jetstream import streams
 
         if loaded.config.bridge.stream is None:
-            sys.stderr.write(f"{args.config}: bridge.stream: required by streams ensure\n")
+            sys.stderr.write(f"{path}: bridge.stream: required by streams ensure\n")
             return int(ExitCode.CONFIG)
         print(eventloop.run(streams.ensure(loaded)).describe())
         return int(ExitCode.OK)

@@ -128,7 +128,12 @@ async def _dev(loaded: config_mod.Loaded, bootstrap: str, nats_url: str, records
 
 
 def cmd_dev(broker: str, config_path: str, records: int) -> int:
-    kafka: ApacheKafka | Tansu = Tansu() if broker == "tansu" else ApacheKafka()
+    # configs/local.yaml's 2 s session timeout: below Apache Kafka's default minimum (6 s)
+    kafka: ApacheKafka | Tansu = (
+        Tansu()
+        if broker == "tansu"
+        else ApacheKafka(extra_properties={"group.min.session.timeout.ms": "1000"})
+    )
     print(f"demo: starting nats-server and {broker} on 127.0.0.1 ...", flush=True)
     with NatsServer(name="dev-nats") as nats_server, kafka:
         os.environ["KAFKA_BROKERS"] = kafka.bootstrap

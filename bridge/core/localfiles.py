@@ -28,6 +28,7 @@ __all__ = [
     "CONFIG_LIMIT",
     "CREDENTIAL_LIMIT",
     "FileRefused",
+    "over_limit",
     "read_config",
     "read_credential",
     "read_field",
@@ -68,6 +69,15 @@ def size_text(n: int) -> str:
     raise AssertionError("unreachable")
 
 
+def over_limit(size: int, limit: int) -> str:
+    """``1.5 MiB, more than the 1 MiB allowed``; exact bytes when the rounded sizes would read alike
+    (``1,048,577 bytes, more than the 1,048,576 bytes allowed``)."""
+    shown, allowed = size_text(size), size_text(limit)
+    if shown == allowed:
+        shown, allowed = f"{size:,} bytes", f"{limit:,} bytes"
+    return f"{shown}, more than the {allowed} allowed"
+
+
 def _kind(mode: int) -> str:
     if stat.S_ISREG(mode):
         return "regular file"
@@ -91,7 +101,7 @@ def _check(st: os.stat_result, limit: int, regular_only: bool) -> None:
     if regular_only and kind != "regular file":
         raise FileRefused(f"it is a {kind}, not a regular file")
     if kind == "regular file" and st.st_size > limit:
-        raise FileRefused(f"it is {size_text(st.st_size)}, more than the {size_text(limit)} allowed")
+        raise FileRefused(f"it is {over_limit(st.st_size, limit)}")
 
 
 def _read(path: str | os.PathLike[str], limit: int, *, regular_only: bool) -> bytes:

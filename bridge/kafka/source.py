@@ -25,6 +25,7 @@ from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
 from aiokafka.errors import CommitFailedError, IllegalStateError, KafkaError, OffsetOutOfRangeError
 
 from bridge.core.config import KafkaSettings
+from bridge.core.config.kafka import OFFSET_END, OFFSET_START
 from bridge.core.errors import GroupInUse, KafkaUnavailable, LogRewound
 from bridge.kafka import protocol
 from bridge.kafka.errors import forget_causes, translate
@@ -88,9 +89,16 @@ class KafkaSource:
                 raise KafkaUnavailable(self.brokers, f"no such partition: {names}")
             self._consumer.assign(tps)
             for e in s.explicit:
-                if e.offset is not None:
-                    for p in e.partitions:
-                        self._consumer.seek(TopicPartition(e.topic, p), e.offset)
+                if e.offset is None:
+                    continue
+                explicit = [TopicPartition(e.topic, p) for p in e.partitions]
+                if e.offset == OFFSET_END:  # franz-go's Offset.At(-1), as kafka_franz
+                    await self._consumer.seek_to_end(*explicit)
+                elif e.offset == OFFSET_START:  # At(-2)
+                    await self._consumer.seek_to_beginning(*explicit)
+                else:
+                    for tp in explicit:
+                        self._consumer.seek(tp, e.offset)
             await self._hooks.partitions_assigned(set(tps))
         elif self._share is not None:
             await self._assign_share(*self._share)

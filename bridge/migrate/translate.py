@@ -19,6 +19,14 @@ Statuses, per partition:
 Exit 0 only when every partition is ``ok`` or ``at-end``. Stream messages are mapped back to their
 records as ``verify`` does (``kafka_*`` headers, else ``Nats-Msg-Id``), reading headers only; messages
 whose default ``Nats-Msg-Id`` names an earlier topic of the same name (another topic ID) are skipped.
+
+The per-partition start points are only worth giving when each partition's records are on subjects of
+their own: the commands filter by subject. So translate refuses (exit 2), saying why, when the subject
+depends on anything but the record's topic and partition (its key, payload, offset, the time...: one
+partition's records spread over several subjects), or when two partitions render the same subject
+(``kafka.${! meta("kafka_topic") }`` with several partitions). The line for one consumer of the
+whole stream names only headers the config sends (``kafka_partition`` / ``kafka_offset``, else the
+default ``Nats-Msg-Id``), and is left out when it sends neither.
 """
 
 from __future__ import annotations
@@ -31,7 +39,7 @@ import structlog
 from aiokafka import TopicPartition
 
 from bridge.core.config import Loaded
-from bridge.core.errors import ConfigError, Problem, VerifyError
+from bridge.core.errors import ConfigError, InterpolationError, Problem, VerifyError
 from bridge.jetstream.reader import read_stream, resolve_stream
 from bridge.jetstream.streams import admin_connection, stream_info
 from bridge.kafka.reader import KafkaReader
@@ -65,6 +73,7 @@ class Translation:
     partitions: list[Landing] = field(default_factory=list)
     last_seq: int = 0
     elapsed: float = 0.0
+    skip_by: str = ""  # how one consumer of the whole stream tells a record's partition and offset
 
     @property
     def ok(self) -> bool:
@@ -124,10 +133,10 @@ class Translation:
             if p.seq is not None and p.subject:
                 command = f"nats consumer add {self.stream} <name> --filter '{p.subject}' --deliver {p.seq}"
                 lines.append(f"{command}  # {p.name}")
-        if self.ok and self.stream_start is not None:
+        if self.ok and self.stream_start is not None and self.skip_by:
             lines.append(
-                f"one consumer of the whole stream: --deliver {self.stream_start}, then skip messages whose "
-                "kafka_offset is below their partition's committed offset"
+                f"one consumer of the whole stream: --deliver {self.stream_start}, then skip the messages "
+                f"whose offset ({self.skip_by}) is below their partition's committed offset"
             )
         lines.append("OK" if self.ok else "NOT READY: some partitions cannot be translated yet (see status)")
         return "\n".join(lines)
@@ -184,12 +193,87 @@ def land(
     return out
 
 
+_PARTITION_KEYS = frozenset({"kafka_topic", "kafka_partition"})
+_WHAT_TO_DO = (
+    "give each partition its own subjects (for example subject: "
+    'kafka.${! meta("kafka_topic") }.${! meta("kafka_partition") }) to move consumers partition by partition'
+)
+
+
+def _subject_problem(loaded: Loaded) -> str | None:
+    """Why the subject cannot keep a partition's records on subjects of their own, seen in the
+    template alone (None: it is a function of the topic and partition)."""
+    template = loaded.templates.subject
+    keys = template.meta_keys
+    if keys is None:
+        reason = "depends on more than the record's topic and partition (its payload, key, the time, ...)"
+    elif keys - _PARTITION_KEYS:
+        reason = "depends on " + ", ".join(sorted(keys - _PARTITION_KEYS))
+    else:
+        return None
+    return (
+        f"the subject {template.source!r} {reason}, so one partition's records are on several subjects and "
+        f"no subject filter starts a consumer at one partition's position: {_WHAT_TO_DO}"
+    )
+
+
+class _TopicPartitionView:
+    """A message with only a topic and partition: what the subject is rendered from for the check."""
+
+    def __init__(self, tp: TopicPartition) -> None:
+        self._meta = {"kafka_topic": tp.topic, "kafka_partition": str(tp.partition)}
+
+    def content(self) -> bytes:
+        return b""
+
+    def meta(self, key: str) -> str | None:
+        return self._meta.get(key)
+
+    def metadata(self) -> dict[str, str]:
+        return dict(self._meta)
+
+    def structured(self) -> object:
+        raise ValueError("no payload")
+
+
+def _shared_subjects(loaded: Loaded, tps: list[TopicPartition]) -> str | None:
+    """Why partitions cannot be told apart by subject (two render the same one), or None."""
+    by_subject: dict[str, list[str]] = {}
+    for tp in tps:
+        try:
+            subject = loaded.templates.subject.render(_TopicPartitionView(tp))
+        except InterpolationError as exc:
+            return f"the subject cannot be rendered from a topic and partition alone ({exc.reason})"
+        by_subject.setdefault(subject, []).append(f"{tp.topic}/{tp.partition}")
+    for subject, names in by_subject.items():
+        if len(names) > 1:
+            shown = ", ".join(names[:4]) + (f" and {len(names) - 4} more" if len(names) > 4 else "")
+            return (
+                f"partitions {shown} share the subject {subject!r}: a consumer filtered to it would mix "
+                f"their records; {_WHAT_TO_DO}"
+            )
+    return None
+
+
+def _skip_by(loaded: Loaded, projection: Projection) -> str:
+    """The headers one consumer of the whole stream can read a record's partition and offset from."""
+    if projection.by_metadata:
+        return "the kafka_partition and kafka_offset headers"
+    if loaded.templates.record_id and "nats-msg-id" not in projection.configured:
+        return "the end of the Nats-Msg-Id header, <topic>-<partition>-<offset>"
+    return ""
+
+
 async def translate(loaded: Loaded, group: str, stream: str | None = None) -> Translation:
     started = time.monotonic()
     try:
         projection = Projection.from_loaded(loaded)
     except VerifyError as exc:
         raise ConfigError([Problem("output.nats_jetstream.metadata", 0, exc.detail)], loaded.source) from exc
+    problem = _subject_problem(loaded)
+    if problem is not None:
+        path = ("output", "nats_jetstream", "subject")
+        raise ConfigError([Problem(".".join(path), loaded.lines.get(path, 0), problem)], loaded.source)
     bridge_group = loaded.kafka.group or None
     async with (
         KafkaReader(loaded.kafka, group=group) as reader,
@@ -201,6 +285,9 @@ async def translate(loaded: Loaded, group: str, stream: str | None = None) -> Tr
         if info is None:
             raise VerifyError(f"no stream named {name!r}")
         tps = await reader.partitions()
+        shared = _shared_subjects(loaded, tps)
+        if shared is not None:
+            raise VerifyError(shared)
         topic_ids = await reader.topic_ids({tp.topic for tp in tps})
         index: dict[TopicPartition, _Index] = {tp: _Index() for tp in tps}
         last_seq = 0
@@ -215,7 +302,7 @@ async def translate(loaded: Loaded, group: str, stream: str | None = None) -> Tr
             if idx is not None:
                 idx.entries.append((where.offset, msg.seq, msg.subject))
         last_seq = max(last_seq, int(info.get("state", {}).get("last_seq", 0)))
-        result = Translation(name, group, last_seq=last_seq)
+        result = Translation(name, group, last_seq=last_seq, skip_by=_skip_by(loaded, projection))
         for tp in tps:
             committed = await reader.committed(tp)
             next_record = None if committed is None else await reader.first_record_at(tp, committed)

@@ -15,7 +15,9 @@ through it — logs, summaries, tables, JSON, error messages, tracebacks. What i
   before a space or a comma becomes ``***``;
 - without a scheme, ``user:pass@host`` and ``token@host:port`` at the start of a word or a comma-list
   item (``nats://a:4222,u:p@b:4222``). A bare ``name@domain`` without a port (an e-mail address) is
-  left alone.
+  left alone;
+- the query string of a URL with a scheme (``nats://h:4222?token=...`` → ``nats://h:4222?***``):
+  nats-py ignores it, but a token written there must not be printed either (``lint`` refuses it).
 """
 
 from __future__ import annotations
@@ -53,11 +55,20 @@ _URL_CREDENTIALS = re.compile(
 )
 
 
+# scheme://host...?query: the query (up to a space, comma, quote or closing bracket) may carry a token
+_URL_QUERY = re.compile(
+    r"""(\b[a-z][a-z0-9+.-]*://[^\s,?'"()<>\[\]{}]*\?)[^\s,'"()<>\[\]{}]+""", re.IGNORECASE
+)
+
+
 def redact_text(text: str) -> str:
-    """``nats://user:pass@host`` → ``nats://***@host``; ``u:p@host:4222`` → ``***@host:4222``."""
-    if "@" not in text:
-        return text
-    return _URL_CREDENTIALS.sub(lambda m: f"{m.group('scheme') or ''}***@", text)
+    """``nats://user:pass@host`` → ``nats://***@host``; ``u:p@host:4222`` → ``***@host:4222``;
+    ``nats://host:4222?token=t`` → ``nats://host:4222?***``."""
+    if "@" in text:
+        text = _URL_CREDENTIALS.sub(lambda m: f"{m.group('scheme') or ''}***@", text)
+    if "?" in text and "://" in text:
+        text = _URL_QUERY.sub(r"\1***", text)
+    return text
 
 
 def _redact_value(value: Any) -> Any:
@@ -135,15 +146,22 @@ def guard_output() -> None:
 
 
 def setup(
-    level: str = "INFO", fmt: str | None = None, static_fields: Mapping[str, str] | None = None
+    level: str = "INFO",
+    fmt: str | None = None,
+    static_fields: Mapping[str, str] | None = None,
+    timestamps: bool = True,
 ) -> None:
-    """Configure structlog and route the stdlib root logger through it."""
+    """Configure structlog and route the stdlib root logger through it.
+
+    ``fmt``: ``json``, ``logfmt`` (``key=value`` lines, structlog's ``LogfmtRenderer``, as Redpanda
+    Connect's default), or None: JSON when stderr is not a terminal, readable console output on one.
+    ``timestamps``: ``logger.add_timestamp``."""
     as_json = fmt == "json" or (fmt is None and not sys.stderr.isatty())
     shared: list[Any] = [
         structlog.contextvars.merge_contextvars,
         structlog.stdlib.add_log_level,
         structlog.stdlib.add_logger_name,
-        structlog.processors.TimeStamper(fmt="iso", utc=True),
+        *([structlog.processors.TimeStamper(fmt="iso", utc=True)] if timestamps else []),
         _redact,
     ]
     if static_fields:
@@ -155,11 +173,15 @@ def setup(
             return event
 
         shared.append(add_static)
-    renderer: Any = (
-        structlog.processors.JSONRenderer()
-        if as_json
-        else structlog.dev.ConsoleRenderer(colors=sys.stderr.isatty())
-    )
+    renderer: Any
+    if fmt == "logfmt":
+        renderer = structlog.processors.LogfmtRenderer(
+            key_order=["timestamp", "level", "logger", "event"], drop_missing=True, bool_as_flag=False
+        )
+    elif as_json:
+        renderer = structlog.processors.JSONRenderer()
+    else:
+        renderer = structlog.dev.ConsoleRenderer(colors=sys.stderr.isatty())
     structlog.configure(
         processors=[*shared, structlog.stdlib.ProcessorFormatter.wrap_for_formatter],
         logger_factory=structlog.stdlib.LoggerFactory(),

@@ -141,7 +141,10 @@ def test_lint_cli_reports_every_problem_with_file_line_and_path(tmp_path: Path) 
         for line in lines
     )
     assert (
-        f"{config}:18: pipeline: pipeline processors are not implemented by this bridge; remove them" in lines
+        f"{config}:18: pipeline: pipeline processors are not implemented by this bridge: records are copied as "
+        "they are (key, value, headers); remove them, and transform before Kafka or after JetStream (for "
+        "example with a Redpanda Connect pipeline reading the stream), or shape the subject, headers and "
+        "Nats-Msg-Id with ${! ... } interpolations" in lines
     )
 
 

@@ -106,3 +106,75 @@ async def test_committed_offsets_land_on_stream_sequences(
     assert (
         f"nats consumer add {stream} <name> --filter '{prefix}.0' --deliver {landing['seq']}" in text.stdout
     )
+
+
+# --------------------------------------------------------------------------- subjects that mix partitions
+
+
+@pytest.mark.parametrize(
+    ("subject", "why"),
+    [
+        ('.${! json("type") }', "depends on more than the record's topic and partition"),
+        ('.${! meta("kafka_partition") }.${! meta("kafka_key") }', "depends on kafka_key"),
+        ('.${! @kafka_partition }.${! timestamp_unix() }', "depends on more than the record's topic and partition"),
+    ],
+)  # fmt: skip
+def test_a_subject_that_spreads_a_partition_is_refused_before_connecting(
+    names: dict, workdir: Path, subject: str, why: str
+) -> None:
+    """Issue 13: consumer commands filtered by subject would miss or mix records: refuse and say why."""
+    cfg = write_config(workdir / "c.yaml", brokers="127.0.0.1:9", topics=["t"], group="g",
+                       nats_url="nats://127.0.0.1:9", subject=names["prefix"] + subject)  # fmt: skip
+    done = run_cli("translate", str(cfg), "--group", "app")
+    assert done.returncode == 2, done.stdout + done.stderr
+    assert "nats consumer add" not in done.stdout
+    assert f"{cfg}:" in done.stderr
+    assert "output.nats_jetstream.subject: the subject " in done.stderr
+    assert why in done.stderr
+    assert "give each partition its own subjects" in done.stderr
+
+
+async def test_partitions_sharing_a_subject_are_refused(
+    kafka: Kafka, nats_url: str, names: dict, workdir: Path
+) -> None:
+    topic, stream, prefix = names["topic"], names["stream"], names["prefix"]
+    await create_topic(kafka.bootstrap, topic, 3)
+    await create_stream(nats_url, stream, [f"{prefix}.>"])
+    cfg = write_config(workdir / "c.yaml", brokers=kafka.bootstrap, topics=[topic], group=names["group"],
+                       nats_url=nats_url, subject=prefix + '.${! meta("kafka_topic") }')  # fmt: skip
+    done = run_cli("translate", str(cfg), "--group", "app")
+    assert done.returncode == 2, done.stdout + done.stderr
+    assert "nats consumer add" not in done.stdout
+    assert (
+        f"partitions {topic}/0, {topic}/1, {topic}/2 share the subject '{prefix}.{topic}': a consumer "
+        "filtered to it would mix their records" in done.stderr
+    )
+
+
+@pytest.mark.parametrize(
+    ("metadata", "named", "absent"),
+    [
+        ({}, "offset (the end of the Nats-Msg-Id header, <topic>-<partition>-<offset>)", "kafka_offset"),
+        ({"metadata": {"include_prefixes": ["kafka_"]}}, "offset (the kafka_partition and kafka_offset headers)", "Nats-Msg-Id"),
+    ],
+)  # fmt: skip
+async def test_the_whole_stream_hint_names_only_headers_the_config_sends(
+    kafka: Kafka, nats_url: str, names: dict, workdir: Path, metadata: dict, named: str, absent: str
+) -> None:
+    topic, stream, prefix = names["topic"], names["stream"], names["prefix"]
+    app = names["group"] + "-app"
+    await create_topic(kafka.bootstrap, topic, 2)
+    await produce(kafka.bootstrap, topic, [r for p in range(2) for r in records(p, 0, 5)])
+    await create_stream(nats_url, stream, [f"{prefix}.>"])
+    cfg = write_config(workdir / "c.yaml", brokers=kafka.bootstrap, topics=[f"{topic}:0-1"], group=None,
+                       nats_url=nats_url, subject=prefix + '.${! meta("kafka_partition") }',
+                       extra_output=metadata)  # fmt: skip
+    assert run_cli("backfill", str(cfg)).returncode == 0
+    await commit(kafka.bootstrap, app, topic, {0: 2, 1: 3})
+    done = run_cli("translate", str(cfg), "--group", app)
+    assert done.returncode == 0, done.stdout + done.stderr
+    (hint,) = [
+        line for line in done.stdout.splitlines() if line.startswith("one consumer of the whole stream")
+    ]
+    assert named in hint
+    assert absent not in hint

@@ -626,11 +626,65 @@ def test_invalid(text: str, path: str, line: int, message: str) -> None:
 
 def test_unknown_field_is_the_only_output_problem_for_a_typo() -> None:
     found = problems(BASE.replace("    subject:", "    subjekt:"))
-    # the typo also leaves `subject` missing: both are named, each with its own line
-    assert sorted(where(found)) == [
-        ("output.nats_jetstream.subject", 7),
-        ("output.nats_jetstream.subjekt", 9),
-    ]
+    # the typo also leaves `subject` missing: "did you mean" says so, no second problem
+    assert where(found) == [("output.nats_jetstream.subjekt", 9)]
+    assert found[0].message == "unknown field (did you mean subject?)"
+
+
+@pytest.mark.parametrize(
+    ("text", "path", "line", "message"),
+    [
+        (BASE.replace("consumer_group", "consumer_grup"), "input.kafka_franz.consumer_grup", 5,
+         "unknown field (did you mean consumer_group?)"),
+        (BASE.replace("kafka_franz:", "kafka_franzz:"), "input.kafka_franzz", 2,
+         "input type 'kafka_franzz' is not implemented by this bridge (supported: redpanda, kafka_franz, kafka)"
+         " (did you mean kafka_franz?)"),
+        (BASE.replace("output:", "ouput:"), "ouput", 6, "unknown field (did you mean output?)"),
+        (BASE + "logger:\n  levle: DEBUG\n", "logger.levle", 11, "unknown field (did you mean level?)"),
+        (BASE + "tracer:\n  nnoe: {}\n", "tracer.nnoe", 11,
+         "tracer type 'nnoe' is not implemented by this bridge (did you mean none?)"),
+        (BASE + "    tls:\n      enabeld: true\n", "output.nats_jetstream.tls.enabeld", 11,
+         "unknown field (did you mean enabled?)"),
+    ],
+)  # fmt: skip
+def test_did_you_mean(text: str, path: str, line: int, message: str) -> None:
+    found = problems(text)
+    assert [(p.path, p.line, p.message) for p in found] == [(path, line, message)]
+
+
+def test_nothing_close_is_no_suggestion() -> None:
+    found = problems(BASE + "    zzzqqq: 1\n")
+    assert [p.message for p in found] == ["unknown field"]
+
+
+@pytest.mark.parametrize(
+    ("text", "path"),
+    [
+        (BASE.replace("    subject:", "    batching: {count: 10}\n    subject:"), "output.nats_jetstream.batching"),
+        (BASE.replace("output:\n", "output:\n  batching: {count: 10}\n"), "output.batching"),
+    ],
+)  # fmt: skip
+def test_batching_is_explained(text: str, path: str) -> None:
+    found = problems(text)
+    assert [p.path for p in found] == [path]
+    assert "max_in_flight" in found[0].message
+    assert "batching is not implemented" in found[0].message
+
+
+def test_processors_are_explained() -> None:
+    found = problems(BASE + "pipeline:\n  processors: [{mapping: root = this}]\n")
+    assert [p.path for p in found] == ["pipeline"]
+    assert "records are copied as they are" in found[0].message
+    assert "interpolations" in found[0].message
+
+
+def test_problems_are_sorted_by_line() -> None:
+    text = (
+        BASE.replace("consumer_group: g", "consumer_group: g\n    commit_perod: 1s")
+        + "    bogus: 1\n    headers: {X: '${UNSET_LATE}'}\nlogger:\n  level: LOUD\n"
+    )
+    found = problems(text)
+    assert [p.line for p in found] == [6, 11, 12, 14]
 
 
 def test_unknown_input_type_alone_is_reported_once() -> None:
@@ -652,17 +706,34 @@ def test_two_input_types() -> None:
 def test_unset_env_var_without_default() -> None:
     text = BASE.replace("consumer_group: g", 'consumer_group: "${GROUP}"')
     found = problems(text)
-    assert where(found) == [("", 5)]
+    assert where(found) == [("input.kafka_franz.consumer_group", 5)]
     assert "GROUP" in found[0].message
     assert ok(text, {"GROUP": "from-env"}).kafka.group == "from-env"
 
 
-def test_unset_env_var_unquoted_leaves_a_null_behind() -> None:
-    """Unquoted, the emptied value is YAML null: the field's type error follows the env problem."""
+def test_unset_env_var_is_the_only_problem_of_its_field() -> None:
+    """Unquoted, the emptied value is YAML null, and empty the group is missing: neither follows."""
     found = problems(BASE.replace("consumer_group: g", "consumer_group: ${GROUP}"))
-    assert where(found) == [("", 5), ("input.kafka_franz.consumer_group", 5)]
-    assert "GROUP" in found[0].message
-    assert "(got None)" in found[1].message
+    assert where(found) == [("input.kafka_franz.consumer_group", 5)]
+    assert found[0].message == "environment variable GROUP is not set and has no default (${GROUP:default})"
+
+
+def test_unset_env_vars_at_their_fields_other_problems_kept() -> None:
+    text = (
+        BASE.replace("[k1:9092]", "[${BROKER}]").replace("nats://n1:4222", "${NATS_URL}") + "    bogus: 1\n"
+    )
+    found = problems(text)
+    assert where(found) == [
+        ("input.kafka_franz.seed_brokers[0]", 3),
+        ("output.nats_jetstream.urls[0]", 8),
+        ("output.nats_jetstream.bogus", 10),
+    ]
+
+
+def test_skip_env_check_leaves_unset_variables_empty() -> None:
+    text = BASE.replace("consumer_group: g", 'consumer_group: "g${SUFFIX}"')
+    loaded = parse(text, environ={}, skip_env_check=True)
+    assert loaded.kafka.group == "g"
 
 
 def test_unsupported_buffer_has_its_path_and_line() -> None:

@@ -677,3 +677,20 @@ def test_64_levels_compile_and_render() -> None:
     assert nested.render(FakeMessage()) == "deep"
     # parentheses are not levels
     assert Template.compile("${! " + "(" * 500 + '"p"' + ")" * 500 + " }").render(FakeMessage()) == "p"
+
+
+# -- a null or empty key (F16: kept on purpose, documented in the README's Interpolation) -------------
+
+
+@pytest.mark.parametrize("key", [None, b""], ids=["null-key", "empty-key"])
+def test_meta_of_a_missing_key_is_null_while_at_and_metadata_give_empty_text(key: bytes | None) -> None:
+    """Redpanda Connect v4's meta() is null for an absent *or empty* value, so a record without a key
+    renders ``null`` there; ``@kafka_key`` and ``metadata("kafka_key")`` give the empty text. The
+    README says so and advises the latter two."""
+    from bridge.core.message import Message
+
+    msg = Message("orders", 0, 7, key, b"v", 1_700_000_000_000)
+    assert render('k.${! meta("kafka_key") }', msg) == "k.null"
+    assert render("k.${! @kafka_key }", msg) == "k."
+    assert render('k.${! metadata("kafka_key") }', msg) == "k."
+    assert render('k.${! meta("kafka_key").or("none") }', msg) == "k.none"

@@ -73,6 +73,29 @@ def test_format_json_forces_json_on_a_terminal(monkeypatch: pytest.MonkeyPatch) 
     assert (event["event"], event["service"], event["level"]) == ("revoke_timeout", "bridge-a", "warning")
 
 
+def test_logfmt_when_asked_for_on_a_terminal_or_not(monkeypatch: pytest.MonkeyPatch) -> None:
+    """``logger.format: logfmt`` (Redpanda Connect's default): key=value lines, structlog's renderer."""
+    for stream in (io.StringIO(), Tty()):
+        capture(monkeypatch, stream)
+        log_mod.setup("INFO", "logfmt", {"service": "b"})
+        structlog.get_logger("bridge.test").info("committed", partitions=3, note="two words")
+        (line,) = stream.getvalue().splitlines()
+        assert line.startswith("timestamp=")
+        assert " level=info logger=bridge.test event=committed " in line
+        assert "partitions=3" in line
+        assert 'note="two words"' in line
+        assert "service=b" in line
+        structlog.reset_defaults()
+
+
+def test_no_timestamp_when_add_timestamp_is_false(monkeypatch: pytest.MonkeyPatch) -> None:
+    stderr = capture(monkeypatch)
+    log_mod.setup("INFO", "json", timestamps=False)
+    structlog.get_logger("bridge.test").info("x")
+    (event,) = lines(stderr)
+    assert "timestamp" not in event
+
+
 def test_client_library_logs_go_through_the_same_renderer(monkeypatch: pytest.MonkeyPatch) -> None:
     stderr = capture(monkeypatch)
     log_mod.setup("DEBUG")
@@ -168,7 +191,16 @@ def test_console_tracebacks_are_plain_text_and_masked(monkeypatch: pytest.Monkey
         ('{"error": "alice:pw1@h:4222"}', '{"error": "***@h:4222"}'),
         ("['alice:pw1@h:4222']", "['***@h:4222']"),
         ("servers=alice:pw1@h:4222", "servers=***@h:4222"),
+        # the query string of a URL (F9: "NATS (nats://127.0.0.1:45999?token=sekrit07) unreachable")
+        (
+            "NATS (nats://127.0.0.1:45999?token=sekrit07) unreachable",
+            "NATS (nats://127.0.0.1:45999?***) unreachable",
+        ),
+        ("nats://h:1?token=t&user=u,nats://h:2", "nats://h:1?***,nats://h:2"),
+        ("['nats://h:1?token=t']", "['nats://h:1?***']"),
+        ("nats://u:p@h:1/?t=x y", "nats://***@h:1/?*** y"),
         # left alone: no credentials
+        ("what? no URL?", "what? no URL?"),
         ("nats://127.0.0.1:4222", "nats://127.0.0.1:4222"),
         ("user@example.com wrote", "user@example.com wrote"),
         ("subject ${! @kafka_key } and ${!@k}", "subject ${! @kafka_key } and ${!@k}"),

@@ -2,8 +2,11 @@
 
 The package, by concept: ``units`` (durations, sizes, lists, secrets as scalar types), ``models`` (the
 sections), ``kafka`` (the input dialects → ``KafkaSettings``), ``secrets`` (which fields are secret),
-``yamldoc`` (the YAML document within limits, with lines) and ``loader`` (the loading path, every
-problem with its path and line). What other layers import is re-exported here. Pure package.
+``envsubst`` (``${VAR}`` values put into the YAML as the text they are, within the size limit),
+``yamldoc`` (the YAML document within limits, with lines), ``overrides`` (``--set path=value``),
+``rules`` (what can never work: subjects, NATS URLs), ``hints`` ("did you mean", inert fields, what to
+do instead) and ``loader`` (the loading path, every problem with its path and line, sorted by line).
+What other layers import is re-exported here. Pure package.
 """
 
 from bridge.core.config.kafka import KafkaSettings, TopicPartitions, kafka_settings, parse_topics

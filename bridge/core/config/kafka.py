@@ -30,7 +30,7 @@ class TopicPartitions:
 
     topic: str
     partitions: tuple[int, ...]
-    offset: int | None  # None: start_offset decides
+    offset: int | None  # None: start_offset decides; OFFSET_END (-1) the end, OFFSET_START (-2) the start
 
 
 @dataclass(frozen=True, slots=True)
@@ -66,19 +66,30 @@ class KafkaSettings:
 
 
 _TOPIC_ENTRY = re.compile(r"^(?P<topic>[^:]+)(?::(?P<first>\d+)(?:-(?P<last>\d+))?(?::(?P<offset>-?\d+))?)?$")
+MAX_PARTITION = 2**31 - 1  # Kafka's partition numbers are int32
+MAX_OFFSET = 2**63 - 1  # and offsets int64
+MAX_EXPLICIT_PARTITIONS = 65_536  # partitions all explicit entries may name together
+OFFSET_END, OFFSET_START = -1, -2  # franz-go's Offset.At(-1) / At(-2), which kafka_franz passes them to
+_OFFSETS_ACCEPTED = "an offset from 0, -1 (the end of the partition) or -2 (its start), as kafka_franz"
 
 
 def parse_topics(
     entries: tuple[str, ...], allow_offsets: bool = True
 ) -> tuple[tuple[str, ...], tuple[TopicPartitions, ...]]:
-    """Split topic entries into plain topics and explicit partition specs (``orders:1:100``, ``a:0-3``)."""
+    """Split topic entries into plain topics and explicit partition specs (``orders:1:100``, ``a:0-3``).
+
+    Offsets as Redpanda Connect's kafka_franz takes them (``topic:partition:offset`` parsed as an int64
+    and handed to franz-go's ``Offset.At``): from 0, or -1 for the end and -2 for the start. Any other
+    negative offset could not be sought to and is refused here, not at run time."""
     plain: list[str] = []
     explicit: list[TopicPartitions] = []
+    named = 0
     for entry in entries:
         match = _TOPIC_ENTRY.match(entry)
+        shown = entry if len(entry) <= 80 else entry[:80] + "…"
         if not match:
             raise ValueError(
-                f"invalid topic entry {entry!r} (use topic, topic:partition, topic:a-b or topic:p:offset)"
+                f"invalid topic entry {shown!r} (use topic, topic:partition, topic:a-b or topic:p:offset)"
             )
         if match.group("first") is None:
             plain.append(match.group("topic"))
@@ -86,15 +97,22 @@ def parse_topics(
         first = int(match.group("first"))
         last = int(match.group("last")) if match.group("last") else first
         if last < first:
-            raise ValueError(f"invalid partition range in {entry!r}: {first} > {last}")
+            raise ValueError(f"invalid partition range in {shown!r}: {first} > {last}")
+        if last > MAX_PARTITION:
+            raise ValueError(f"invalid partition in {shown!r}: partitions go up to {MAX_PARTITION:,}")
+        named += last - first + 1
+        if named > MAX_EXPLICIT_PARTITIONS:
+            raise ValueError(
+                f"the topic entries name more than {MAX_EXPLICIT_PARTITIONS:,} partitions (at {shown!r}): "
+                "name the topic without partitions to consume all of them"
+            )
         offset = match.group("offset")
         if offset is not None and not allow_offsets:
-            raise ValueError(f"explicit offsets are not supported by this input: {entry!r}")
-        explicit.append(
-            TopicPartitions(
-                match.group("topic"), tuple(range(first, last + 1)), None if offset is None else int(offset)
-            )
-        )
+            raise ValueError(f"explicit offsets are not supported by this input: {shown!r}")
+        value = None if offset is None else int(offset)
+        if value is not None and (value < OFFSET_START or value > MAX_OFFSET):
+            raise ValueError(f"offset {offset} in {shown!r} cannot be sought to: use {_OFFSETS_ACCEPTED}")
+        explicit.append(TopicPartitions(match.group("topic"), tuple(range(first, last + 1)), value))
     return tuple(plain), tuple(explicit)
 
 

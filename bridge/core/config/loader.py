@@ -30,12 +30,13 @@ import re
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 import yaml
 from pydantic import ValidationError
 
 from bridge.core import localfiles
+from bridge.core.config import envsubst, hints, overrides, rules
 from bridge.core.config.kafka import KafkaSettings, kafka_settings
 from bridge.core.config.models import TLS, Config, FranzFields, JetStreamOutput, LegacyKafkaInput
 from bridge.core.config.secrets import is_secret, secret_text_as_written
@@ -80,34 +81,12 @@ class Loaded:
 
 # --------------------------------------------------------------------------- loading
 
-_ENV_REF = re.compile(r"\$\{(?![!{])([A-Za-z_][A-Za-z0-9_]*)(?::([^}]*))?\}")
-
 
 def substitute_env(text: str, environ: Mapping[str, str]) -> tuple[str, list[Problem]]:
-    """Replace ``${VAR}`` and ``${VAR:default}``; leave ``${! ... }`` alone. An unset variable without a
-    default is a problem (named, with its line). A set but empty variable uses the default when one is
-    given, as Redpanda Connect does."""
-    problems: list[Problem] = []
-
-    def repl(match: re.Match[str]) -> str:
-        name, default = match.group(1), match.group(2)
-        value = environ.get(name)
-        # Newlines are escaped, as Redpanda Connect does: a value can neither add YAML keys nor move lines.
-        if value:
-            return value.replace("\n", "\\n")
-        if default is not None:
-            return default.replace("\n", "\\n")
-        if value is not None:
-            return value
-        line = text.count("\n", 0, match.start()) + 1
-        problems.append(
-            Problem(
-                "", line, f"environment variable {name} is not set and has no default (${{{name}:default}})"
-            )
-        )
-        return ""
-
-    return _ENV_REF.sub(repl, text), problems
+    """The text Redpanda Connect would parse: ``${VAR}`` / ``${VAR:default}`` replaced, newlines
+    escaped, one problem per unset variable (``bridge.core.config.envsubst.substitute_text``). ``parse``
+    puts values into the composed YAML instead, as the text they are."""
+    return envsubst.substitute_text(text, environ)
 
 
 _TOP_LEVEL_UNSUPPORTED = {
@@ -126,6 +105,11 @@ _SERVICE_COMPONENTS = {
 }
 
 
+def _did_you_mean(word: str, known: list[str]) -> str:
+    match = hints.suggest(word, known)
+    return f" (did you mean {match}?)" if match else ""
+
+
 def _component_problems(data: Any, lines: Mapping[tuple[str | int, ...], int]) -> list[Problem]:
     """Name Redpanda Connect sections and components this bridge does not implement, plainly."""
     problems: list[Problem] = []
@@ -139,9 +123,16 @@ def _component_problems(data: Any, lines: Mapping[tuple[str | int, ...], int]) -
     section = data.get("input")
     if isinstance(section, dict):
         for key in section:
-            if key not in (*_KNOWN_INPUTS, "label", "processors"):
+            if key in hints.UNSUPPORTED:
+                problems.append(
+                    Problem(f"input.{key}", _line_for(lines, ("input", key)), hints.UNSUPPORTED[key])
+                )
+            elif key not in (*_KNOWN_INPUTS, "label", "processors"):
                 supported = ", ".join(_KNOWN_INPUTS)
-                message = f"input type {key!r} is not implemented by this bridge (supported: {supported})"
+                message = (
+                    f"input type {str(key)[:80]!r} is not implemented by this bridge (supported: {supported})"
+                    + _did_you_mean(str(key), [*_KNOWN_INPUTS, "label", "processors"])
+                )
                 problems.append(Problem(f"input.{key}", _line_for(lines, ("input", key)), message))
     for name, allowed in _SERVICE_COMPONENTS.items():
         section = data.get(name)
@@ -152,27 +143,55 @@ def _component_problems(data: Any, lines: Mapping[tuple[str | int, ...], int]) -
                         Problem(
                             f"{name}.{kind}",
                             _line_for(lines, (name, kind)),
-                            f"{name} type {kind!r} is not implemented by this bridge",
+                            f"{name} type {str(kind)[:80]!r} is not implemented by this bridge"
+                            + _did_you_mean(str(kind), sorted(allowed)),
                         )
                     )
     section = data.get("output")
     if isinstance(section, dict):
         for key in section:
-            if key not in ("nats_jetstream", "label", "processors"):
-                message = f"output type {key!r} is not implemented by this bridge (supported: nats_jetstream)"
+            if key in hints.UNSUPPORTED:
+                problems.append(
+                    Problem(f"output.{key}", _line_for(lines, ("output", key)), hints.UNSUPPORTED[key])
+                )
+            elif key not in ("nats_jetstream", "label", "processors"):
+                message = (
+                    f"output type {str(key)[:80]!r} is not implemented by this bridge (supported: "
+                    "nats_jetstream)" + _did_you_mean(str(key), ["nats_jetstream", "label", "processors"])
+                )
                 problems.append(Problem(f"output.{key}", _line_for(lines, ("output", key)), message))
     return problems
 
 
+QUOTE_LIMIT = 200  # characters of a value a problem quotes
+
+
+def quoted(value: object) -> str:
+    """``repr(value)``, at most ``QUOTE_LIMIT`` characters (then ``…`` and the full length)."""
+    text = repr(value)
+    if len(text) <= QUOTE_LIMIT:
+        return text
+    return f"{text[:QUOTE_LIMIT]}… ({len(text):,} characters)"
+
+
 def _pydantic_problems(exc: ValidationError, lines: Mapping[tuple[str | int, ...], int]) -> list[Problem]:
     problems: list[Problem] = []
+    suggested: set[tuple[str | int, ...]] = set()
     for err in exc.errors(include_url=False):
         loc = tuple(
             part for part in err["loc"] if not (isinstance(part, str) and part.startswith("function-"))
         )
         kind = err["type"]
         if kind == "extra_forbidden":
-            message = "unknown field"
+            name = str(loc[-1]) if loc else ""
+            if name in hints.UNSUPPORTED:
+                message = hints.UNSUPPORTED[name]
+            else:
+                known = hints.names_at(loc[:-1])
+                match = hints.suggest(name, known)
+                message = "unknown field" + (f" (did you mean {match}?)" if match else "")
+                if match:
+                    suggested.add((*loc[:-1], match))
         elif kind == "missing":
             message = "required field is missing"
         else:
@@ -183,9 +202,11 @@ def _pydantic_problems(exc: ValidationError, lines: Mapping[tuple[str | int, ...
                 and not isinstance(err["input"], dict)
                 and not is_secret(loc)
             ):
-                message += f" (got {err['input']!r})"
+                message += f" (got {quoted(err['input'])})"
         problems.append(Problem(_dotted(loc), _line_for(lines, loc), message))
-    return problems
+    # a misspelt field also leaves the field it meant missing: the suggestion says it already
+    missing_meant = {_dotted(loc) for loc in suggested}
+    return [p for p in problems if not (p.message == "required field is missing" and p.path in missing_meant)]
 
 
 def _skip_known_component_errors(problems: list[Problem], component: list[Problem]) -> list[Problem]:
@@ -206,36 +227,57 @@ def _compile(
         return None
 
 
-def parse(text: str, source: str = "<config>", environ: Mapping[str, str] | None = None) -> Loaded:
-    """Validate a config text; raise ``ConfigError`` listing every problem found."""
-    text, problems = substitute_env(text, os.environ if environ is None else environ)
+def parse(
+    text: str,
+    source: str = "<config>",
+    environ: Mapping[str, str] | None = None,
+    *,
+    sets: tuple[str, ...] = (),
+    skip_env_check: bool = False,
+) -> Loaded:
+    """Validate a config text; raise ``ConfigError`` listing every problem found.
+
+    ``sets``: ``--set path=value`` expressions (``bridge.core.config.overrides``); ``skip_env_check``: an
+    unset variable without a default is empty instead of a problem (``lint --skip-env-var-check``)."""
+    sub = envsubst.scan(text, os.environ if environ is None else environ, skip_unset=skip_env_check)
+    report = _Report(sub, source)
     try:
-        doc = parse_document(text, source)
+        doc = parse_document(sub.text, source, fill=sub)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         line = mark.line + 1 if mark is not None else 0
         # never str(exc): PyYAML's message quotes the offending line, which may hold a secret
         reason = getattr(exc, "problem", None) or type(exc).__name__
-        raise ConfigError([*problems, Problem("", line, f"invalid YAML: {reason}")], source) from exc
+        report.raise_with([Problem("", line, f"invalid YAML: {reason}")], exc)
     except ConfigError as exc:  # a limit of the document (values, depth, recursive alias)
-        raise ConfigError([*problems, *exc.problems], source) from exc
+        report.raise_with(exc.problems, exc)
+    if sub.too_large is not None:
+        report.raise_with([envsubst.size_problem(sub)])
     lines, data = doc.lines, doc.data
-    problems += doc.problems
+    raw = dict(doc.raw)
+    problems: list[Problem] = [*doc.problems]
+    if sets:
+        if not isinstance(data, dict | None):
+            report.raise_with(
+                [Problem("", 1, "the config must be a YAML mapping with input: and output: sections")]
+            )
+        data, report.set_paths, found = overrides.apply(data, sets, raw)
+        problems += found
     if data is None:
         data = {}
     component = _component_problems(data, lines)
     problems += component
     if problems and any(p.message.startswith("the config must be") for p in problems):
-        raise ConfigError(problems, source)
+        report.raise_with(problems)
     cleaned = {k: v for k, v in data.items() if k not in _TOP_LEVEL_UNSUPPORTED}
-    secret_text_as_written(cleaned, doc.raw)
+    secret_text_as_written(cleaned, raw)
     try:
         config = Config.model_validate(cleaned)
     except ValidationError as exc:
         problems += _skip_known_component_errors(_pydantic_problems(exc, lines), component)
-        raise ConfigError(problems, source) from exc
+        report.raise_with(problems, exc)
     if problems:
-        raise ConfigError(problems, source)
+        report.raise_with(problems)
 
     try:
         kafka = kafka_settings(config.input)
@@ -245,7 +287,10 @@ def parse(text: str, source: str = "<config>", environ: Mapping[str, str] | None
 
     out = config.output.nats_jetstream
     base = ("output", "nats_jetstream")
+    for message in rules.url_problems(out.urls):
+        problems.append(Problem(_dotted((*base, "urls")), _line_for(lines, (*base, "urls")), message))
     subject = _compile(out.subject, (*base, "subject"), lines, problems)
+    _subject_rule(subject, (*base, "subject"), lines, problems)
     headers: list[tuple[str, Template]] = []
     for name, value in out.headers.items():
         problem = header_name_problem(name)
@@ -275,12 +320,12 @@ def parse(text: str, source: str = "<config>", environ: Mapping[str, str] | None
         msg_id = _compile(config.bridge.msg_id, ("bridge", "msg_id"), lines, problems)
     dead = None
     if config.bridge.dead_letter is not None:
-        dead = _compile(
-            config.bridge.dead_letter.subject, ("bridge", "dead_letter", "subject"), lines, problems
-        )
+        dpath: tuple[str | int, ...] = ("bridge", "dead_letter", "subject")
+        dead = _compile(config.bridge.dead_letter.subject, dpath, lines, problems)
+        _subject_rule(dead, dpath, lines, problems)
     problems += _credential_file_problems(config, lines)
-    if problems:
-        raise ConfigError(problems, source)
+    if problems or sub.unset:
+        report.raise_with(problems)
     assert subject is not None
     templates = Templates(
         subject=subject,
@@ -290,14 +335,94 @@ def parse(text: str, source: str = "<config>", environ: Mapping[str, str] | None
         tracing=tracing,
         record_id=config.bridge.msg_id is None,
     )
+    warnings = [
+        *_warnings(config, kafka, lines),
+        *hints.inert_warnings(cleaned, lines),
+        *report.nested_defaults(),
+    ]
     return Loaded(
         config=config,
         kafka=kafka,
         templates=templates,
         source=source,
         lines=lines,
-        warnings=tuple(_warnings(config, kafka, lines)),
+        warnings=tuple(report.finish(warnings)),
     )
+
+
+def _subject_rule(
+    template: Template | None,
+    path: tuple[str | int, ...],
+    lines: Mapping[tuple[str | int, ...], int],
+    problems: list[Problem],
+) -> None:
+    if template is not None:
+        problem = rules.subject_rule(template)
+        if problem:
+            problems.append(Problem(_dotted(path), _line_for(lines, path), problem))
+
+
+class _Report:
+    """The problems of one parse as the user sees them: a missing variable at its field with nothing
+    that follows from it, values of ``${VAR}`` shown as ``${VAR}``, values from ``--set`` said so,
+    sorted by line."""
+
+    def __init__(self, sub: envsubst.Substitution, source: str) -> None:
+        self.sub = sub
+        self.source = source
+        self.set_paths: list[tuple[str | int, ...]] = []
+
+    def _env_problems(self) -> list[Problem]:
+        return [
+            envsubst.unset_problem(self.sub.references[i], _dotted(self.sub.paths.get(i, ())))
+            for i in self.sub.unset
+        ]
+
+    def nested_defaults(self) -> list[Problem]:
+        out = []
+        for i, ref in enumerate(self.sub.references):
+            if ref.nested_default:
+                out.append(
+                    Problem(
+                        _dotted(self.sub.paths.get(i, ())),
+                        ref.line,
+                        f"the default of ${{{ref.name}:...}} is taken as written: a ${{...}} inside a "
+                        "default is not replaced (as in Redpanda Connect); set the variable, or write the "
+                        "default out",
+                    )
+                )
+        return out
+
+    def finish(self, problems: list[Problem]) -> list[Problem]:
+        env = self._env_problems()
+        blamed = [p.path for p in env if p.path]
+        kept = [p for p in problems if not _follows_from(p.path, blamed)]
+        shown = [self.sub.reword(p) for p in [*env, *kept]]
+        shown = [self._from_set(p) for p in shown]
+        return sorted(shown, key=lambda p: p.line)  # stable: problems of a line keep their order
+
+    def _from_set(self, problem: Problem) -> Problem:
+        for path in self.set_paths:
+            dotted = _dotted(path)
+            if problem.path == dotted or problem.path.startswith((dotted + ".", dotted + "[")):
+                return Problem(problem.path, 0, f"{problem.message} {overrides.FROM_SET}")
+        return problem
+
+    def raise_with(self, problems: list[Problem], cause: BaseException | None = None) -> NoReturn:
+        raise ConfigError(self.finish(list(problems)), self.source) from cause
+
+
+def _follows_from(path: str, blamed: list[str]) -> bool:
+    """Whether a problem at ``path`` follows from a missing variable at one of ``blamed``: the same
+    field, a field inside it, or the section holding it (whose cross-field rules saw the empty value)."""
+    if not path:
+        return False
+    for env_path in blamed:
+        if path == env_path or path.startswith((env_path + ".", env_path + "[")):
+            return True
+        if env_path.startswith((path + ".", path + "[")):
+            return True
+    return False
 
 
 def _warnings(
@@ -363,8 +488,15 @@ def _credential_file_problems(config: Config, lines: Mapping[tuple[str | int, ..
     return problems
 
 
-def load(path: str | Path, environ: Mapping[str, str] | None = None) -> Loaded:
-    """Read (``bridge.core.localfiles.read_config``: at most 1 MiB) and validate a config file."""
+def load(
+    path: str | Path,
+    environ: Mapping[str, str] | None = None,
+    *,
+    sets: tuple[str, ...] = (),
+    skip_env_check: bool = False,
+) -> Loaded:
+    """Read (``bridge.core.localfiles.read_config``: at most 1 MiB) and validate a config file
+    (``sets`` and ``skip_env_check`` as for ``parse``)."""
     p = Path(path)
     try:
         raw = localfiles.read_config(p)
@@ -375,4 +507,4 @@ def load(path: str | Path, environ: Mapping[str, str] | None = None) -> Loaded:
     except UnicodeDecodeError as exc:
         line = raw[: exc.start].count(b"\n") + 1
         raise ConfigError([Problem("", line, "the file is not valid UTF-8")], str(p)) from exc
-    return parse(text, source=str(p), environ=environ)
+    return parse(text, source=str(p), environ=environ, sets=sets, skip_env_check=skip_env_check)

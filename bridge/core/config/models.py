@@ -17,6 +17,13 @@ from pydantic import BaseModel, ConfigDict, Field, SecretStr, model_validator
 
 from bridge.core.config.units import AnyList, ByteSize, CommaList, Duration, Secret, StrList, as_tuple
 
+# What a processors section is refused with (input, output and pipeline).
+PROCESSORS_ADVICE = (
+    "records are copied as they are (key, value, headers); remove them, and transform before Kafka or "
+    "after JetStream (for example with a Redpanda Connect pipeline reading the stream), or shape the "
+    "subject, headers and Nats-Msg-Id with ${! ... } interpolations"
+)
+
 
 class _Model(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
@@ -197,7 +204,7 @@ class InputSection(_Model):
                 + (f" (found {', '.join(given)})" if given else "")
             )
         if self.processors:
-            raise ValueError("input processors are not implemented by this bridge")
+            raise ValueError(f"input processors are not implemented by this bridge: {PROCESSORS_ADVICE}")
         return self
 
     @property
@@ -300,7 +307,7 @@ class OutputSection(_Model):
     @model_validator(mode="after")
     def _no_processors(self) -> OutputSection:
         if self.processors:
-            raise ValueError("output processors are not implemented by this bridge")
+            raise ValueError(f"output processors are not implemented by this bridge: {PROCESSORS_ADVICE}")
         return self
 
 
@@ -335,7 +342,7 @@ class PipelineSection(_Model):
     @model_validator(mode="after")
     def _no_processors(self) -> PipelineSection:
         if self.processors:
-            raise ValueError("pipeline processors are not implemented by this bridge; remove them")
+            raise ValueError(f"pipeline processors are not implemented by this bridge: {PROCESSORS_ADVICE}")
         return self
 
 

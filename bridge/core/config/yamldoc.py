@@ -26,13 +26,22 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, Final
+from typing import Any, Final, Protocol
 
 import yaml
 
 from bridge.core.errors import ConfigError, Problem
 
-__all__ = ["MAX_DEPTH", "MAX_VALUES", "Document", "Path", "dotted", "line_for", "parse_document"]
+__all__ = [
+    "MAX_DEPTH",
+    "MAX_VALUES",
+    "Document",
+    "Path",
+    "ScalarFill",
+    "dotted",
+    "line_for",
+    "parse_document",
+]
 
 MAX_VALUES: Final = 50_000
 MAX_DEPTH: Final = 64
@@ -48,6 +57,17 @@ class Document:
     lines: Mapping[Path, int]
     raw: Mapping[Path, str]  # the written text of plain non-string scalars
     problems: tuple[Problem, ...]  # duplicate keys
+
+
+class ScalarFill(Protocol):
+    """Changes scalars once composed, before lines and data are read from them
+    (``bridge.core.config.envsubst.Substitution``: the values of ``${VAR}`` references)."""
+
+    def fill(self, node: yaml.ScalarNode) -> None:
+        """Called once for every scalar node (keys included), before anything reads it."""
+
+    def at(self, node: yaml.ScalarNode, path: Path) -> None:
+        """Called for every path a scalar is reached by (keys: the path of the key)."""
 
 
 def dotted(path: Path) -> str:
@@ -164,9 +184,10 @@ class _BoundedLoader(yaml.SafeLoader):
 _BoundedLoader.add_constructor("tag:yaml.org,2002:timestamp", _BoundedLoader.construct_yaml_timestamp)
 
 
-def parse_document(text: str, source: str = "") -> Document:
-    """Compose ``text`` within the limits, map its lines, then build the data from the same nodes.
-    Raises ``ConfigError`` for a limit and ``yaml.YAMLError`` for text that is not YAML."""
+def parse_document(text: str, source: str = "", fill: ScalarFill | None = None) -> Document:
+    """Compose ``text`` within the limits, let ``fill`` change its scalars, map its lines, then build
+    the data from the same nodes. Raises ``ConfigError`` for a limit and ``yaml.YAMLError`` for text
+    that is not YAML."""
     loader = _BoundedLoader(text)
     try:
         try:
@@ -177,8 +198,10 @@ def parse_document(text: str, source: str = "") -> Document:
         raw: dict[Path, str] = {}
         problems: list[Problem] = []
         if root is not None:
+            if fill is not None:
+                _fill(root, fill)
             lines[()] = root.start_mark.line + 1
-            _walk(root, (), lines, raw, problems, loader)
+            _walk(root, (), lines, raw, problems, loader, fill)
             # construct after the walk: PyYAML rewrites merge keys (<<) in the nodes as it constructs
             data = loader.construct_document(root)
         else:
@@ -186,6 +209,23 @@ def parse_document(text: str, source: str = "") -> Document:
     finally:
         loader.dispose()
     return Document(data, lines, raw, tuple(problems))
+
+
+def _fill(root: yaml.Node, fill: ScalarFill) -> None:
+    """``fill.fill`` once for every scalar node (an alias's node is one node, filled once)."""
+    seen: set[int] = set()
+    stack = [root]
+    while stack:
+        node = stack.pop()
+        if id(node) in seen:
+            continue
+        seen.add(id(node))
+        if isinstance(node, yaml.ScalarNode):
+            fill.fill(node)
+        elif isinstance(node, yaml.SequenceNode):
+            stack.extend(node.value)
+        elif isinstance(node, yaml.MappingNode):
+            stack.extend(n for pair in node.value for n in pair)
 
 
 def _resolve(resolver: yaml.resolver.BaseResolver, node: yaml.ScalarNode) -> Any:
@@ -200,9 +240,11 @@ def _walk(
     raw: dict[Path, str],
     problems: list[Problem],
     resolver: yaml.resolver.BaseResolver,
+    fill: ScalarFill | None = None,
 ) -> None:
     """Record lines, raw scalars and duplicate keys of every path (aliases expanded: bounded by the
-    value count, and no deeper than ``MAX_DEPTH``, which the composer enforced)."""
+    value count, and no deeper than ``MAX_DEPTH``, which the composer enforced); tell ``fill`` where
+    each scalar is."""
     stack: list[tuple[yaml.Node, Path]] = [(root, base)]
     while stack:
         node, path = stack.pop()
@@ -216,13 +258,17 @@ def _walk(
                     problems.append(Problem(dotted(sub), key.start_mark.line + 1, "duplicate key"))
                 seen.add(name)
                 lines[sub] = key.start_mark.line + 1
+                if fill is not None and isinstance(key, yaml.ScalarNode):
+                    fill.at(key, sub)
                 children.append((value, sub))
             stack.extend(reversed(children))  # depth first, in document order
         elif isinstance(node, yaml.SequenceNode):
             for i, item in enumerate(node.value):
                 lines[(*path, i)] = item.start_mark.line + 1
             stack.extend((item, (*path, i)) for i, item in reversed(list(enumerate(node.value))))
-        elif (
+        elif isinstance(node, yaml.ScalarNode) and fill is not None:
+            fill.at(node, path)
+        if (
             isinstance(node, yaml.ScalarNode)
             and node.style is None
             and node.tag not in (_STR_TAG, _NULL_TAG)

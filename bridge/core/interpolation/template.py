@@ -39,7 +39,7 @@ __all__ = ["Template"]
 class Template:
     """A compiled interpolated string. Build with ``Template.compile``; immutable afterwards."""
 
-    __slots__ = ("is_static", "meta_keys", "render", "source")
+    __slots__ = ("is_static", "meta_keys", "render", "source", "texts")
 
     render: Callable[[MessageView], str]
     """The string for one message; raises ``InterpolationError`` when a query fails.
@@ -52,8 +52,11 @@ class Template:
         is_static: bool,
         meta_keys: frozenset[str] | None,
         renderer: Callable[[MessageView], str],
+        texts: tuple[str, ...] = (),
     ) -> None:
         self.source = source
+        # the text around the queries that are not constant: len(texts) == number of such queries + 1
+        self.texts = texts
         self.is_static = is_static  # no ${! } part at all (escapes do not count)
         # The metadata keys the rendered value is a pure function of, or None when it also depends
         # on the payload, the clock, a counter, or metadata read without a literal key.
@@ -76,7 +79,12 @@ class Template:
                 parts.append(str(child))
         is_static = not any(isinstance(part, Node) for part in parts)
         head, pairs, keys = _layout(parts)
-        return cls(text, is_static, keys, _renderer(text, head, pairs))
+        texts = (head, *(tail for _, tail in pairs))
+        return cls(text, is_static, keys, _renderer(text, head, pairs), texts)
+
+    def skeleton(self, fill: str) -> str:
+        """The text every rendering shares, ``fill`` standing for each query that is not constant."""
+        return fill.join(self.texts)
 
     def __repr__(self) -> str:
         return f"Template({self.source!r})"
