@@ -4,12 +4,15 @@ VENV   ?= .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
-.PHONY: install run test unit integration faults check lint format typecheck bench clean
+.PHONY: install run test unit integration faults check lint format typecheck bench constraints clean
 
-$(STAMP): pyproject.toml
+CONSTRAINTS := deploy/constraints.txt
+
+# The runtime dependencies at the versions pinned in $(CONSTRAINTS), the same the image installs.
+$(STAMP): pyproject.toml $(CONSTRAINTS)
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e '.[dev]'
+	$(PY) -m pip install --quiet --constraint $(CONSTRAINTS) -e '.[dev]'
 	touch $(STAMP)
 
 install: $(STAMP)
@@ -47,6 +50,10 @@ typecheck: install
 	$(VENV)/bin/mypy
 
 check: lint typecheck test
+
+## constraints: pin the runtime dependencies at the installed (tested) versions, for the image and `install`
+constraints:
+	$(PY) -m bridgedev.constraints $(CONSTRAINTS)
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache .mypy_cache .ruff_cache
