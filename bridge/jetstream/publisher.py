@@ -93,6 +93,9 @@ class SinkStats:
     reconnects: int
     reorders: int
     connected: bool
+    connects: int = 0  # connections established (the first one included)
+    connect_failures: int = 0  # connection attempts that failed
+    losses: int = 0  # established connections lost
 
 
 class JetStreamSink(Generic[Ctx]):
@@ -153,6 +156,7 @@ class JetStreamSink(Generic[Ctx]):
         self.latency = LatencyHistogram()
         self.sent = self.acked = self.duplicates = self.resent = 0
         self.timeouts = self.failures = self.reconnects = self.reorders = 0
+        self.connects = self.connect_failures = self.losses = 0
 
     # ------------------------------------------------------------------ connection
 
@@ -169,7 +173,11 @@ class JetStreamSink(Generic[Ctx]):
             raise NatsUnavailable(self._servers, "connection lost and max_reconnects is 0")
         async for attempt in retry.nats_connect(self.max_reconnects, self.reconnect_wait, self._servers):
             with attempt:
-                await self._connect_once()
+                try:
+                    await self._connect_once()
+                except Exception:
+                    self.connect_failures += 1
+                    raise
 
     async def _connect_once(self) -> None:
         self._last_error = None
@@ -209,6 +217,7 @@ class JetStreamSink(Generic[Ctx]):
         self.max_payload = nc.max_payload
         self.server_name = nc.server_name
         self._connected.set()
+        self.connects += 1
         log.info(
             "nats_connected", servers=self._servers, server=self.server_name, max_payload=self.max_payload
         )
@@ -225,6 +234,7 @@ class JetStreamSink(Generic[Ctx]):
 
     def _connection_lost(self) -> None:
         self._connected.clear()
+        self.losses += 1
         nc, self._nc = self._nc, None
         lost = list(self._inflight.values())
         self._inflight.clear()
@@ -557,6 +567,9 @@ class JetStreamSink(Generic[Ctx]):
             reconnects=self.reconnects,
             reorders=self.reorders,
             connected=self.connected,
+            connects=self.connects,
+            connect_failures=self.connect_failures,
+            losses=self.losses,
         )
 
     # ------------------------------------------------------------------ lifecycle

@@ -9,7 +9,8 @@ so handlers read the pipeline's state directly, without locks, and never block.
 - ``GET /ready``: ``200`` only while NATS is connected, the consumer holds its partitions and
   commits are not stale (``Pipeline.health()``); otherwise ``503``. The body is JSON either way:
   ``{"ready": false, "checks": {...}, "failing": ["nats_connected"]}``.
-- ``GET /metrics``: Prometheus text format from ``bridge.ops.metrics`` (read at scrape time).
+- ``GET /metrics``: Prometheus text format: ``bridge.ops.metrics`` and Redpanda Connect's standard
+  names (``bridge.ops.connect_metrics``), read at scrape time.
 
 ``serving()`` starts the server before the pipeline connects (so ``/ping`` answers during start-up
 and ``/ready`` says why it is not ready yet) and stops it after the run. An address that cannot be
@@ -28,6 +29,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from bridge.core.config import HttpSection
 from bridge.core.errors import HttpServerError
+from bridge.ops import connect_metrics
 from bridge.ops.metrics import Observed, registry_for
 from bridge.run.workers import worker_index
 
@@ -105,9 +107,8 @@ class HttpServer:
         )
 
     async def _metrics(self, request: web.Request) -> web.Response:
-        return web.Response(
-            body=generate_latest(self._registry), headers={"Content-Type": CONTENT_TYPE_LATEST}
-        )
+        body = generate_latest(self._registry) + connect_metrics.render(self._pipeline)
+        return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
 
 
 @asynccontextmanager

@@ -89,6 +89,19 @@ async def test_metrics_and_ready_follow_a_run(
         assert m.value("publish_latency_seconds_count") == 61 // 16  # one ack in 16 is sampled
         assert m.value("publish_latency_seconds_bucket", le="+Inf") == 61 // 16
         assert m.value("info", version="0.1.0", mode="continuous") == 1
+        # Redpanda Connect's standard names, with its labels (the input's label is "in", the output's
+        # "test-bridge": tests.support.write_config)
+        inp, out = {"label": "in", "path": "root.input"}, {"label": "test-bridge", "path": "root.output"}
+        assert m.raw("input_received", **inp) == 61
+        assert m.raw("output_sent", **out) == 61
+        assert m.raw("output_batch_sent", **out) == 61
+        assert m.raw("output_error", **out) == 0
+        assert m.raw("output_connection_up", **out) == 1
+        assert m.raw("output_connection_lost", **out) == 0
+        assert m.raw("output_connection_failed", **out) == 0
+        assert m.raw("input_latency_ns_count", **inp) >= 1  # one per fetched batch
+        assert 0 < m.raw("input_latency_ns", quantile="0.99", **inp) < 60e9
+        assert m.raw("output_latency_ns_count", **out) == 61 // 16
         status, body = await get(base + "/ready")
         assert status == 200, body
         assert json.loads(body) == {
@@ -163,11 +176,24 @@ async def test_ready_turns_false_while_nats_is_down(kafka: Kafka, names: dict, w
             assert m.value("ready") == 0
             assert m.value("health_check", check="nats_connected") == 0
 
+            async def attempts_fail() -> float:
+                failed = (await scrape(base)).raw(
+                    "output_connection_failed", label="test-bridge", path="root.output"
+                )
+                assert failed >= 1
+                return failed
+
+            failed_while_down = await eventually(attempts_fail, within=20)
             nats_server.start()
             await eventually(lambda: ready(base), within=30)
             await produce(kafka.bootstrap, topic, keyed(2, 6, start=10))
             await eventually(lambda: acked(base, 16), within=30)
-            assert (await scrape(base)).value("nats_reconnects_total") >= 1
+            m = await scrape(base)
+            assert m.value("nats_reconnects_total") >= 1
+            out = {"label": "test-bridge", "path": "root.output"}
+            assert m.raw("output_connection_lost", **out) >= 1
+            assert m.raw("output_connection_up", **out) == 1 + m.value("nats_reconnects_total")
+            assert m.raw("output_connection_failed", **out) >= failed_while_down
             assert bridge.stop() == 0
         assert await stream_count(nats_server.url, stream) == 16
 

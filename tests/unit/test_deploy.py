@@ -17,7 +17,6 @@ import jsonschema
 import kubernetes_validate
 import pytest
 import yaml
-
 from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
 
