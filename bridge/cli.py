@@ -290,11 +290,11 @@ def _load_or_exit(path: str) -> config_mod.Loaded:
         raise SystemExit(int(ExitCode.CONFIG)) from exc
 
 
-def _setup_logging(loaded: config_mod.Loaded) -> None:
+def _setup_logging(loaded: config_mod.Loaded, warnings: bool = True) -> None:
     lg = loaded.config.logger
     fmt = "json" if lg.format == "json" else None
     log_mod.setup(lg.level, fmt, lg.static_fields)
-    for warning in loaded.warnings:
+    for warning in loaded.warnings if warnings else ():
         log.warning("config_warning", path=warning.path, line=warning.line, message=warning.message)
 
 
@@ -329,7 +329,8 @@ def cmd_run(path: str, workers: int | None = None) -> int:
     if n > 1:
         from bridge.run.workers import supervise
 
-        return supervise(["run", "-c", path, "--workers", "1"], n)
+        _setup_logging(loaded, warnings=False)  # the supervisor's own lines; each worker warns itself
+        return supervise(["run", "-c", path, "--workers", "1"], n, http=loaded.config.http)
     _setup_logging(loaded)
     result = _run(loaded, Continuous(), show_progress=False)
     return result if isinstance(result, int) else int(result.exit_code)
@@ -347,7 +348,8 @@ def cmd_backfill(path: str, start: str, as_json: bool, workers: int | None = Non
         from bridge.run.workers import supervise
 
         args = ["backfill", "-c", path, "--from", start, "--workers", "1"] + (["--json"] if as_json else [])
-        return supervise(args, n, merge_json=as_json)
+        _setup_logging(loaded, warnings=False)  # the supervisor's own lines; each worker warns itself
+        return supervise(args, n, merge_json=as_json, http=loaded.config.http)
     _setup_logging(loaded)
     result = _run(loaded, Backfill(begin), show_progress=sys.stderr.isatty() and not as_json)
     if isinstance(result, int):

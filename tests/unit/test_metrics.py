@@ -157,8 +157,11 @@ async def test_binds_and_reports_its_port() -> None:
     try:
         assert server.port > 0
         taken = HttpServer(HttpSection(address=f"127.0.0.1:{server.port}"), FakePipeline(STATS, READY))
-        with pytest.raises(HttpServerError, match=f"127.0.0.1:{server.port}"):
+        with pytest.raises(HttpServerError, match=f"127.0.0.1:{server.port}") as caught:
             await taken.start()
+        assert str(caught.value).endswith(
+            "set http.address to a free host:port, or http.enabled: false to serve no HTTP"
+        )
     finally:
         await server.aclose()
         await server.aclose()  # idempotent
