@@ -24,6 +24,7 @@ import json
 import os
 import signal
 import sys
+import time
 from collections.abc import Sequence
 from typing import Any
 
@@ -157,42 +158,21 @@ async def _run_pipeline(loaded: config_mod.Loaded, mode: Mode, show_progress: bo
         async with http_mod.serving(loaded.config.http, pipeline, mode.name):  # hook: /ping /ready /metrics
             await _provision(loaded)  # hook: bridge.stream
             return await pipeline.run(stop)
-    from rich.progress import (
-        BarColumn,
-        MofNCompleteColumn,
-        Progress,
-        TaskProgressColumn,
-        TextColumn,
-        TimeRemainingColumn,
-    )
+    from bridge.ops.progress import BackfillProgress
 
-    with Progress(
-        TextColumn("[bold]backfill"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TaskProgressColumn(),
-        TextColumn("{task.fields[rate]} rec/s"),
-        TimeRemainingColumn(),
-        transient=False,
-    ) as progress:
-        task = progress.add_task("backfill", total=None, rate="-")
-        done = 0
+    with BackfillProgress() as progress:
+        pipeline = Pipeline(loaded, mode, on_progress=progress.advance)
+        loop = asyncio.get_running_loop()
 
-        def advance(n: int) -> None:
-            nonlocal done
-            done += n
+        def show() -> None:  # the phase and the start of the rate are the pipeline's (bridge.ops.progress)
+            progress.show(pipeline.phase, _planned_total(mode), pipeline.assigned_at, time.monotonic())
 
-        pipeline = Pipeline(loaded, mode, on_progress=advance)
         async with http_mod.serving(loaded.config.http, pipeline, mode.name):  # hook: /ping /ready /metrics
             await _provision(loaded)  # hook: bridge.stream
-            runner = asyncio.create_task(pipeline.run(stop))
-            loop = asyncio.get_running_loop()
-            t0 = loop.time()
+            runner = loop.create_task(pipeline.run(stop))
             while not runner.done():
                 await asyncio.wait({runner}, timeout=0.5)
-                total = _planned_total(mode)
-                elapsed = max(loop.time() - t0, 1e-6)
-                progress.update(task, completed=done, total=total, rate=f"{done / elapsed:,.0f}")
+                show()
             return runner.result()
 
 
