@@ -68,6 +68,8 @@ def test_dashboard_is_a_grafana_dashboard() -> None:
         for target in panel.get("targets", []):
             assert target["datasource"]["uid"] == "${datasource}"
             assert target["expr"].count("(") == target["expr"].count(")"), target["expr"]
+            # summed (or maxed) over series: the same with one process, --workers N or many replicas
+            assert re.match(r"(sum|max|histogram_quantile)\b", target["expr"]), target["expr"]
 
 
 async def test_every_metric_the_dashboard_queries_is_served() -> None:

@@ -233,3 +233,12 @@ def test_values_that_cannot_work_are_refused(
     done = helm_template(helm, values, tmp_path)
     assert done.returncode != 0
     assert message in done.stderr, done.stderr
+
+
+def test_a_config_change_rolls_the_pods(helm: Path, tmp_path: Path) -> None:
+    def checksum(values: dict[str, Any]) -> str:
+        pod = render(helm, values, tmp_path)["Deployment"]["spec"]["template"]
+        return str(pod["metadata"]["annotations"]["checksum/config"])
+
+    assert checksum({}) == checksum({"replicaCount": 5})
+    assert checksum({}) != checksum({"config": {"shutdown_timeout": "25s"}})
