@@ -10,18 +10,21 @@ DEV_STAMP := $(VENV)/.installed-dev
 # (`pip --python`, pip >= 22.3), pip itself included; an older pip falls back to ensurepip.
 PIP    := $(PYTHON) -m pip --python $(PY) install --quiet --disable-pip-version-check
 
-.PHONY: install install-run run test unit integration faults check lint format typecheck bench clean
+.PHONY: install install-run run test unit integration faults check lint format typecheck bench constraints clean
+
+# The runtime dependencies at the versions pinned here, the same the image installs.
+CONSTRAINTS := deploy/constraints.txt
 
 $(PY):
 	$(PYTHON) -m venv --without-pip $(VENV)
 	$(PYTHON) -m pip --python $(PY) --version >/dev/null 2>&1 || $(PY) -m ensurepip --upgrade
 
-$(RUN_STAMP): pyproject.toml | $(PY)
-	$(PIP) pip -e '.[demo]'
+$(RUN_STAMP): pyproject.toml $(CONSTRAINTS) | $(PY)
+	$(PIP) --constraint $(CONSTRAINTS) pip -e '.[demo]'
 	touch $@
 
-$(DEV_STAMP): pyproject.toml | $(PY)
-	$(PIP) pip -e '.[dev]'
+$(DEV_STAMP): pyproject.toml $(CONSTRAINTS) | $(PY)
+	$(PIP) --constraint $(CONSTRAINTS) pip -e '.[dev]'
 	touch $@ $(RUN_STAMP)
 
 install: $(DEV_STAMP)
@@ -61,6 +64,10 @@ typecheck: install
 	$(VENV)/bin/mypy
 
 check: lint typecheck test
+
+## constraints: pin the runtime dependencies at the installed (tested) versions, for the image and `install`
+constraints:
+	$(PY) -m bridgedev.constraints $(CONSTRAINTS)
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache .mypy_cache .ruff_cache

@@ -24,6 +24,7 @@ import json
 import os
 import signal
 import sys
+import time
 from collections.abc import Sequence
 from typing import Any, NoReturn, TextIO
 
@@ -381,42 +382,21 @@ async def _run_pipeline(loaded: config_mod.Loaded, mode: Mode, show_progress: bo
         async with http_mod.serving(loaded.config.http, pipeline, mode.name):  # hook: /ping /ready /metrics
             await _provision(loaded)  # hook: bridge.stream
             return await pipeline.run(stop)
-    from rich.progress import (
-        BarColumn,
-        MofNCompleteColumn,
-        Progress,
-        TaskProgressColumn,
-        TextColumn,
-        TimeRemainingColumn,
-    )
+    from bridge.ops.progress import BackfillProgress
 
-    with Progress(
-        TextColumn("[bold]backfill"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TaskProgressColumn(),
-        TextColumn("{task.fields[rate]} rec/s"),
-        TimeRemainingColumn(),
-        transient=False,
-    ) as progress:
-        task = progress.add_task("backfill", total=None, rate="-")
-        done = 0
+    with BackfillProgress() as progress:
+        pipeline = Pipeline(loaded, mode, on_progress=progress.advance, share=worker_share())
+        loop = asyncio.get_running_loop()
 
-        def advance(n: int) -> None:
-            nonlocal done
-            done += n
+        def show() -> None:  # the phase and the start of the rate are the pipeline's (bridge.ops.progress)
+            progress.show(pipeline.phase, _planned_total(mode), pipeline.assigned_at, time.monotonic())
 
-        pipeline = Pipeline(loaded, mode, on_progress=advance, share=worker_share())
         async with http_mod.serving(loaded.config.http, pipeline, mode.name):  # hook: /ping /ready /metrics
             await _provision(loaded)  # hook: bridge.stream
-            runner = asyncio.create_task(pipeline.run(stop))
-            loop = asyncio.get_running_loop()
-            t0 = loop.time()
+            runner = loop.create_task(pipeline.run(stop))
             while not runner.done():
                 await asyncio.wait({runner}, timeout=0.5)
-                total = _planned_total(mode)
-                elapsed = max(loop.time() - t0, 1e-6)
-                progress.update(task, completed=done, total=total, rate=f"{done / elapsed:,.0f}")
+                show()
             return runner.result()
 
 
@@ -512,12 +492,12 @@ def _load_or_exit(path: str, sets: Sequence[str] = ()) -> config_mod.Loaded:
         raise SystemExit(int(ExitCode.CONFIG)) from exc
 
 
-def _setup_logging(loaded: config_mod.Loaded) -> None:
+def _setup_logging(loaded: config_mod.Loaded, warnings: bool = True) -> None:
     lg = loaded.config.logger
     # logfmt only when written: unset, the default is JSON off a terminal, readable lines on one
     fmt = lg.format if "format" in lg.model_fields_set else None
     log_mod.setup(lg.level, fmt, lg.static_fields, timestamps=lg.add_timestamp)
-    for warning in loaded.warnings:
+    for warning in loaded.warnings if warnings else ():
         log.warning("config_warning", path=warning.path, line=warning.line, message=warning.message)
 
 
@@ -553,7 +533,8 @@ def cmd_run(path: str, workers: int | None = None, sets: Sequence[str] = ()) -> 
     if n > 1:
         from bridge.run.workers import supervise
 
-        return supervise(["run", path, "--workers", "1", *_set_args(sets)], n)
+        _setup_logging(loaded, warnings=False)  # the supervisor's own lines; each worker warns itself
+        return supervise(["run", path, "--workers", "1", *_set_args(sets)], n, http=loaded.config.http)
     _setup_logging(loaded)
     result = _run(loaded, Continuous(), show_progress=False)
     return result if isinstance(result, int) else int(result.exit_code)
@@ -569,7 +550,10 @@ def cmd_backfill(
         from bridge.run.workers import supervise
 
         args = ["backfill", path, "--from", start, "--workers", "1", *_set_args(sets)]
-        return supervise([*args, *(["--json"] if as_json else [])], n, merge_json=as_json)
+        _setup_logging(loaded, warnings=False)  # the supervisor's own lines; each worker warns itself
+        return supervise(
+            [*args, *(["--json"] if as_json else [])], n, merge_json=as_json, http=loaded.config.http
+        )
     _setup_logging(loaded)
     result = _run(loaded, Backfill(begin), show_progress=sys.stderr.isatty() and not as_json)
     if isinstance(result, int):

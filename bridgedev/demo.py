@@ -4,7 +4,9 @@ Starts nats-server and a Kafka-protocol broker (Tansu by default, Apache Kafka w
 ``--broker kafka``) on free loopback ports, creates the topic ``demo`` (3 partitions) with sample
 records and the stream ``DEMO`` (subjects ``kafka.>``), then runs the bridge in continuous mode
 with ``configs/local.yaml`` while a producer adds a record a second and every message arriving in
-the stream is printed. Ctrl-C stops the bridge gracefully (acks, commit), then the brokers, by pid.
+the stream is printed. The bridge serves ``/metrics``, ``/ping`` and ``/ready`` as ``run`` does, at the
+config's ``http.address`` (``$HTTP_ADDRESS``, default 127.0.0.1:4195), and the demo prints where.
+Ctrl-C stops the bridge gracefully (acks, commit), then the brokers, by pid.
 """
 
 from __future__ import annotations
@@ -24,7 +26,8 @@ from nats.aio.msg import Msg
 from nats.js.api import StreamConfig
 
 from bridge.core import config as config_mod
-from bridge.core.errors import ConfigError, ExitCode
+from bridge.core.errors import ConfigError, ExitCode, HttpServerError
+from bridge.ops import http as http_mod
 from bridge.ops import log as log_mod
 from bridge.run.modes import Continuous
 from bridge.run.pipeline import Pipeline
@@ -110,16 +113,32 @@ async def _dev(loaded: config_mod.Loaded, bootstrap: str, nats_url: str, records
 
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, on_signal)
-    watcher = await _watch(nats_url)
-    producer = asyncio.create_task(_produce_forever(bootstrap, records))
-    print("demo: bridge running; records arriving in JetStream are printed below. Ctrl-C stops everything.")
-    try:
-        result = await Pipeline(loaded, Continuous()).run(stop)
-    finally:
-        producer.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await producer
-        await watcher.close()
+    pipeline = Pipeline(loaded, Continuous())
+    async with contextlib.AsyncExitStack() as stack:
+        try:
+            server = await stack.enter_async_context(
+                http_mod.serving(loaded.config.http, pipeline, "continuous")
+            )
+        except HttpServerError as exc:
+            print(f"demo: {exc} (here: HTTP_ADDRESS=127.0.0.1:<port> make run)", file=sys.stderr)
+            return int(exc.exit_code)
+        watcher = await _watch(nats_url)
+        stack.push_async_callback(watcher.close)
+        producer = asyncio.create_task(_produce_forever(bootstrap, records))
+        if server is not None:
+            host = loaded.config.http.address.rpartition(":")[0].strip("[]")
+            base = f"http://{host if host not in ('', '0.0.0.0', '::') else '127.0.0.1'}:{server.port}"
+            print(f"demo: metrics at {base}/metrics (also {base}/ready, {base}/ping)", flush=True)
+        print(
+            "demo: bridge running; records arriving in JetStream are printed below. Ctrl-C stops everything.",
+            flush=True,
+        )
+        try:
+            result = await pipeline.run(stop)
+        finally:
+            producer.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await producer
     print(
         f"demo: stopped after {result.records} records "
         f"({result.stats.duplicates} duplicates dropped by JetStream)"

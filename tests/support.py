@@ -10,6 +10,7 @@ import asyncio
 import contextlib
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -259,6 +260,25 @@ async def read_stream(url: str, name: str) -> list[Stored]:
                 break
     finally:
         await nc.close()
+    return out
+
+
+# ----------------------------------------------------------------------------------- /metrics
+
+_SAMPLE = re.compile(r"^([a-zA-Z_:][\w:]*)(?:\{(.*)\})? (\S+)$")
+_LABEL = re.compile(r'(\w+)="((?:[^"\\]|\\.)*)"')
+
+
+def exposed(text: str) -> dict[tuple[str, frozenset[tuple[str, str]]], float]:
+    """Every sample of a Prometheus text page under the exact name written, as Prometheus itself reads
+    it (prometheus-client's parser renames a counter's samples to ``<name>_total``)."""
+    out = {}
+    for line in text.splitlines():
+        if line and not line.startswith("#"):
+            match = _SAMPLE.match(line)
+            assert match, line
+            name, labels, value = match.groups()
+            out[(name, frozenset(_LABEL.findall(labels or "")))] = float(value)
     return out
 
 

@@ -99,6 +99,9 @@ class SinkStats:
     reconnects: int
     reorders: int
     connected: bool
+    connects: int = 0  # connections established (the first one included)
+    connect_failures: int = 0  # connection attempts that failed
+    losses: int = 0  # established connections lost
 
 
 class JetStreamSink(Generic[Ctx]):
@@ -166,6 +169,7 @@ class JetStreamSink(Generic[Ctx]):
         self.latency = LatencyHistogram()
         self.sent = self.acked = self.duplicates = self.resent = 0
         self.timeouts = self.failures = self.reconnects = self.reorders = 0
+        self.connects = self.connect_failures = self.losses = 0
 
     # ------------------------------------------------------------------ connection
 
@@ -182,7 +186,11 @@ class JetStreamSink(Generic[Ctx]):
             raise NatsUnavailable(self._servers, "connection lost and max_reconnects is 0")
         async for attempt in retry.nats_connect(self.max_reconnects, self.reconnect_wait, self._servers):
             with attempt:
-                await self._connect_once()
+                try:
+                    await self._connect_once()
+                except Exception:
+                    self.connect_failures += 1
+                    raise
 
     async def _connect_once(self) -> None:
         self._last_error = None
@@ -224,6 +232,7 @@ class JetStreamSink(Generic[Ctx]):
         if self._on_connected is not None:
             self._on_connected(self.max_payload)  # a server restarted with other limits: route by them
         self._connected.set()
+        self.connects += 1
         log.info(
             "nats_connected", servers=self._servers, server=self.server_name, max_payload=self.max_payload
         )
@@ -240,6 +249,7 @@ class JetStreamSink(Generic[Ctx]):
 
     def _connection_lost(self) -> None:
         self._connected.clear()
+        self.losses += 1
         nc, self._nc = self._nc, None
         lost = list(self._inflight.values())
         self._inflight.clear()
@@ -617,6 +627,9 @@ class JetStreamSink(Generic[Ctx]):
             reconnects=self.reconnects,
             reorders=self.reorders,
             connected=self.connected,
+            connects=self.connects,
+            connect_failures=self.connect_failures,
+            losses=self.losses,
         )
 
     # ------------------------------------------------------------------ lifecycle

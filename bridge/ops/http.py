@@ -9,16 +9,23 @@ so handlers read the pipeline's state directly, without locks, and never block.
 - ``GET /ready``: ``200`` only while NATS is connected, the consumer holds its partitions and
   commits are not stale (``Pipeline.health()``); otherwise ``503``. The body is JSON either way:
   ``{"ready": false, "checks": {...}, "failing": ["nats_connected"]}``.
-- ``GET /metrics``: Prometheus text format from ``bridge.ops.metrics`` (read at scrape time).
+- ``GET /metrics``: Prometheus text format: ``bridge.ops.metrics`` and Redpanda Connect's standard
+  names (``bridge.ops.connect_metrics``), read at scrape time.
 
 ``serving()`` starts the server before the pipeline connects (so ``/ping`` answers during start-up
 and ``/ready`` says why it is not ready yet) and stops it after the run. An address that cannot be
-bound is ``HttpServerError`` (exit code 1) before anything connects.
+bound is ``HttpServerError`` (exit code 1) before anything connects, saying how to fix it: another
+``http.address``, or ``http.enabled: false``.
+
+A worker of ``--workers N`` (``bridge.run.workers``) does not serve the configured address: it binds a
+free port on 127.0.0.1 and writes it to the file ``$KJB_WORKER_HTTP_FILE`` names, and the supervisor
+serves the one endpoint for all of them (``bridge.ops.fanin``).
 """
 
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -28,10 +35,13 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from bridge.core.config import HttpSection
 from bridge.core.errors import HttpServerError
+from bridge.ops import connect_metrics
 from bridge.ops.metrics import Observed, registry_for
-from bridge.run.workers import worker_index
+from bridge.run.workers import WORKER_HTTP_ENV
 
 log = structlog.get_logger("bridge.http")
+
+FIX = "set http.address to a free host:port, or http.enabled: false to serve no HTTP"
 
 
 def parse_address(address: str) -> tuple[str | None, int]:
@@ -63,20 +73,16 @@ class HttpServer:
 
     async def start(self) -> None:
         host, port = parse_address(self.section.address)
-        if port:
-            port += worker_index()  # with --workers N, worker i serves on port + i
-        runner = web.AppRunner(self._app(), access_log=None, handle_signals=False)
-        await runner.setup()
-        site = web.TCPSite(runner, host, port)
-        try:
-            await site.start()
-        except OSError as exc:
-            await runner.cleanup()
-            raise HttpServerError(self.section.address, exc.strerror or str(exc)) from exc
-        self._runner = runner
-        bound = runner.addresses
+        report_to = os.environ.get(WORKER_HTTP_ENV)
+        if report_to:
+            host, port = "127.0.0.1", 0  # a worker: the supervisor serves the configured address
+        self._runner = await listen(self._app(), self.section.address, host, port)
+        bound = self._runner.addresses
         self.port = int(bound[0][1]) if bound else port
-        log.info("http_started", address=self.section.address, port=self.port)
+        if report_to:
+            _report_port(report_to, self.port)
+        address = f"{host}:{self.port}" if report_to else self.section.address
+        log.info("http_started", address=address, port=self.port)
 
     async def aclose(self) -> None:
         """Stop serving. Idempotent."""
@@ -105,9 +111,27 @@ class HttpServer:
         )
 
     async def _metrics(self, request: web.Request) -> web.Response:
-        return web.Response(
-            body=generate_latest(self._registry), headers={"Content-Type": CONTENT_TYPE_LATEST}
-        )
+        body = generate_latest(self._registry) + connect_metrics.render(self._pipeline)
+        return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
+
+
+def _report_port(path: str, port: int) -> None:
+    """Write ``port`` to ``path`` for the supervisor, whole or not at all (it never reads half a number)."""
+    with open(path + ".tmp", "w") as out:
+        out.write(str(port))
+    os.replace(path + ".tmp", path)
+
+
+async def listen(app: web.Application, address: str, host: str | None, port: int) -> web.AppRunner:
+    """Serve ``app`` on ``host:port``; a failure to bind is ``HttpServerError`` saying how to fix it."""
+    runner = web.AppRunner(app, access_log=None, handle_signals=False)
+    await runner.setup()
+    try:
+        await web.TCPSite(runner, host, port).start()
+    except OSError as exc:
+        await runner.cleanup()
+        raise HttpServerError(address, f"{exc.strerror or exc}; {FIX}") from exc
+    return runner
 
 
 @asynccontextmanager

@@ -31,9 +31,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
+from collections import deque
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
-from typing import Any, TypeAlias, TypeVar
+from typing import Any, Literal, TypeAlias, TypeVar
 
 import structlog
 from aiokafka import TopicPartition
@@ -56,6 +57,7 @@ from bridge.core.routing import STREAM_SIZE_KIND, Envelope, MetadataRoute, Parti
 from bridge.jetstream.options import connect_options
 from bridge.jetstream.publisher import MAX_REPLY_LEN, JetStreamSink, Lane, SinkStats
 from bridge.kafka.source import KafkaSource
+from bridge.ops.latency import LatencyHistogram
 from bridge.run.deadline import Deadline
 from bridge.run.modes import Mode
 
@@ -122,7 +124,11 @@ class _Part:
     topic_id: str = ""  # the ID of the topic incarnation this assignment reads ("" when unknown)
     preparing: bool = False  # assigned, not yet placed by the mode: paused, records not taken
     revoking: bool = False
+    # (last offset, fetched at) of each dispatched batch not yet acknowledged: input_latency_ns
+    batches: deque[tuple[int, float]] = field(default_factory=deque)
 
+
+Phase: TypeAlias = Literal["joining", "assigned", "draining", "stopped"]
 
 Pending: TypeAlias = tuple[_Part, ConsumerRecordLike, bool]
 """A record's context through the sink, handed back by its ack or failure: ``(part, record, dead)`` —
@@ -197,6 +203,7 @@ class Pipeline:
         self._reports: dict[TopicPartition, PartitionReport] = {}
         self._stopped: list[PartitionStopped] = []
         self._running: _Running | None = None  # built by run()
+        self._sink: JetStreamSink[Pending] | None = None  # built by run(), before it connects
         self._commits = 0
         self.started = asyncio.Event()  # set once both clients are up
         # counters for statistics() / metrics (read at scrape time; nothing per record beyond +=)
@@ -206,6 +213,12 @@ class Pipeline:
         self.commit_seconds = 0.0
         self._last_commit_ok = time.monotonic()
         self.assigned_once = False
+        # where the run is, for the backfill's progress line: "joining" (connecting, waiting for the group
+        # to assign partitions), "assigned" (fetching), "draining" (fetching done, waiting for the acks),
+        # "stopped"; assigned_at: when partitions were first held (a rate excludes the wait before it)
+        self.phase: Phase = "joining"
+        self.assigned_at: float | None = None
+        self.input_latency = LatencyHistogram()  # fetch → PubAck of each batch's last record
 
     def _active(self) -> _Running:
         """The run-scoped state, for the hooks and callbacks that only come while ``run()`` runs."""
@@ -214,9 +227,14 @@ class Pipeline:
         return self._running
 
     @property
+    def labels(self) -> tuple[str, str]:
+        """The input's and the output's ``label``: Redpanda Connect's metric label ``label``."""
+        return self.config.input.label, self.config.output.label
+
+    @property
     def sink(self) -> JetStreamSink[Pending] | None:
-        """The run's sink (None before ``run()`` connected it): metrics read its latency histogram."""
-        return None if self._running is None else self._running.sink
+        """The run's sink (None before ``run()`` built it): metrics read its latency histogram."""
+        return self._sink
 
     # ------------------------------------------------------------------ sink callbacks (hot path)
 
@@ -225,6 +243,9 @@ class Pipeline:
         offset = record.offset
         if not part.ledger.ack(offset):
             return
+        batches = part.batches
+        if batches and offset >= batches[0][0]:
+            self._batches_acked(batches, offset)
         r = part.report
         r.records += 1
         if r.first_offset is None or offset < r.first_offset:
@@ -245,6 +266,12 @@ class Pipeline:
             self._on_progress(1)
         if self._on_acked is not None:
             self._on_acked(record)
+
+    def _batches_acked(self, batches: deque[tuple[int, float]], offset: int) -> None:
+        """The last record of the oldest batches in flight is acknowledged: their fetch → ack latency."""
+        now = time.monotonic()
+        while batches and batches[0][0] <= offset:
+            self.input_latency.observe(now - batches.popleft()[1])
 
     def _on_fail(self, ctx: Pending, exc: BaseException) -> None:
         """A publish no retry can store: dead-letter it, or stop its partition."""
@@ -335,6 +362,10 @@ class Pipeline:
                 part.report.start = bounds[0]
             part.preparing = False
         self.assigned_once = True
+        if self.assigned_at is None:
+            self.assigned_at = time.monotonic()
+        if self.phase == "joining":
+            self.phase = "assigned"
         log.info("partitions_assigned", partitions=_names(tps))
 
     async def _skip_commits_of_other_incarnations(
@@ -526,6 +557,7 @@ class Pipeline:
         """Hand one fetched batch to the sink: track every record in its ledger, route it, stage it,
         then write the whole batch at once. The per-record loop is the hot path."""
         sink, source, router = run.sink, run.source, run.router
+        fetched_at = time.monotonic()
         for tp, records in batch.items():
             part = self._parts.get(tp)
             if part is None or part.preparing:
@@ -570,6 +602,7 @@ class Pipeline:
             self.consumed += len(offsets)
             if items:
                 sink.stage(part.lane, items)
+                part.batches.append((offsets[-1], fetched_at))
             if complete and records:
                 ledger.advance(await source.position(tp))
         await sink.flush()
@@ -654,7 +687,7 @@ class Pipeline:
             partitions=len(self._parts),
             stopped=len(self._stopped),
             lag=lag,
-            sink=None if run is None else run.sink.statistics(),
+            sink=None if self._sink is None else self._sink.statistics(),
         )
 
     def health(self) -> Health:
@@ -685,6 +718,7 @@ class Pipeline:
             on_fail=self._on_fail,
             on_connected=self._on_connected,
         )
+        self._sink = sink  # its connection attempts are counted from the first
         source: KafkaSource | None = None
         error: BridgeError | None = None
         finished = False  # the mode said so (a backfill reached its ends), not a signal
@@ -716,6 +750,7 @@ class Pipeline:
                     ]
                     committer = tg.create_task(self._commit_loop())
                     finished = await self._fetch_loop(run, stop)
+                    self.phase = "draining"
                     await self._drain(run, stop, deadline)
                     committer.cancel()
                     for watcher in watchers:
@@ -732,7 +767,9 @@ class Pipeline:
         except BridgeError as exc:
             error = exc
         finally:
+            self.phase = "draining"
             await self._shutdown(sink, source, deadline)
+            self.phase = "stopped"
         if error is None and self.mode.bounded and not finished:
             error = self._incomplete() or BackfillIncomplete({})  # a signal came before its end
         if error is None and self.mode.bounded and self.settings.group:

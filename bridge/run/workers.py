@@ -5,23 +5,40 @@ processes with the same config use N cores with no coordination of our own (past
 replicas of the worker in one group do the same). The supervisor starts the children in their own
 sessions (a terminal's Ctrl-C reaches only the supervisor), forwards each SIGTERM/SIGINT it gets to
 every child once — so a second signal still means "exit at once" — and exits with the worst child's
-exit code. For ``backfill --json`` it merges the children's summaries into one. Worker ``i`` (from 0)
-serves its HTTP endpoints on the configured port + ``i``.
+exit code. For ``backfill --json`` it merges the children's summaries into one. A backfill joins no
+group: worker ``i`` of ``N`` ($KJB_WORKER_INDEX, $KJB_WORKERS) reads every N-th partition from the
+i-th (``worker_share``).
+
+One HTTP endpoint serves them all: the supervisor listens on the configured ``http.address``
+(``bridge.ops.fanin``: ``/ping``, ``/ready`` ready only when every worker is, ``/metrics`` with a
+``worker`` label), each worker on a free loopback port it writes to the file ``$KJB_WORKER_HTTP_FILE``
+names. An address the supervisor cannot bind ends it (exit 1) before any worker starts.
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import json
 import os
+import shutil
 import signal
-import subprocess
 import sys
+import tempfile
 from collections.abc import Sequence
-from types import FrameType
+from pathlib import Path
 from typing import Any
 
-WORKER_ENV = "KJB_WORKER_INDEX"
-WORKERS_ENV = "KJB_WORKERS"
+import structlog
+
+from bridge.core.config import HttpSection
+from bridge.core.errors import BridgeError
+
+log = structlog.get_logger("bridge.workers")
+
+WORKER_HTTP_ENV = "KJB_WORKER_HTTP_FILE"  # where a worker writes the port it serves HTTP on
+WORKER_ENV = "KJB_WORKER_INDEX"  # this worker's index, from 0
+WORKERS_ENV = "KJB_WORKERS"  # how many workers the supervisor started
 
 
 def worker_index() -> int:
@@ -77,36 +94,66 @@ def _merge(summaries: list[dict[str, Any]]) -> dict[str, Any]:
     }
 
 
-def supervise(child_args: Sequence[str], workers: int, merge_json: bool = False) -> int:
+def supervise(
+    child_args: Sequence[str], workers: int, merge_json: bool = False, http: HttpSection | None = None
+) -> int:
     """Run ``python -m bridge <child_args>`` ``workers`` times in parallel; see the module docstring."""
-    procs = [
-        subprocess.Popen(
-            [sys.executable, "-m", "bridge", *child_args],
-            stdout=subprocess.PIPE if merge_json else None,
-            start_new_session=True,
-            env={**os.environ, WORKER_ENV: str(i), WORKERS_ENV: str(workers)},
-        )
-        for i in range(workers)
-    ]
+    return asyncio.run(_supervise(child_args, workers, merge_json, http or HttpSection(enabled=False)))
 
-    def forward(signum: int, _: FrameType | None) -> None:
-        for proc in procs:
-            if proc.poll() is None:
-                proc.send_signal(signum)
 
-    previous = {sig: signal.signal(sig, forward) for sig in (signal.SIGTERM, signal.SIGINT)}
+async def _supervise(child_args: Sequence[str], workers: int, merge_json: bool, http: HttpSection) -> int:
+    from bridge.ops.fanin import FanIn  # aiohttp: only when the supervisor serves HTTP
+
+    ports = Path(tempfile.mkdtemp(prefix="kjb-workers-"))
+    procs: list[asyncio.subprocess.Process] = []
+
+    def exit_code(i: int) -> int | None:
+        return procs[i].returncode if i < len(procs) else None
+
+    server = FanIn(http, workers, lambda i: ports / f"worker-{i}.port", exit_code) if http.enabled else None
     try:
-        outputs = [proc.communicate()[0] if merge_json else None for proc in procs]
-        for proc in procs:
-            proc.wait()
+        if server is not None:
+            try:
+                await server.start()
+            except BridgeError as exc:
+                log.error("start_failed", error=str(exc))
+                return int(exc.exit_code)
+        for i in range(workers):
+            env = {**os.environ, WORKER_ENV: str(i), WORKERS_ENV: str(workers)}
+            if server is not None:
+                env[WORKER_HTTP_ENV] = str(ports / f"worker-{i}.port")
+            procs.append(
+                await asyncio.create_subprocess_exec(
+                    sys.executable,
+                    "-m",
+                    "bridge",
+                    *child_args,
+                    stdout=asyncio.subprocess.PIPE if merge_json else None,
+                    start_new_session=True,
+                    env=env,
+                )
+            )
+
+        def forward(signum: int) -> None:
+            for proc in procs:
+                if proc.returncode is None:
+                    with contextlib.suppress(ProcessLookupError):
+                        proc.send_signal(signum)
+
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, forward, sig)
+        outputs = await asyncio.gather(*(proc.communicate() for proc in procs))
     finally:
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
+        if server is not None:
+            await server.aclose()
+        shutil.rmtree(ports, ignore_errors=True)
     if merge_json:
         summaries = []
-        for out in outputs:
+        for out, _ in outputs:
             text = (out or b"").decode()
             if "{" in text:
                 summaries.append(json.loads(text[text.index("{") :]))
         print(json.dumps(_merge(summaries), indent=2))
-    return max(proc.returncode if proc.returncode >= 0 else 128 - proc.returncode for proc in procs)
+    codes = [proc.returncode if proc.returncode is not None else 1 for proc in procs]
+    return max(code if code >= 0 else 128 - code for code in codes)

@@ -41,7 +41,9 @@ class WireStats:
     acks: int  # replies that settled a publish
     duplicate_acks: int  # PubAcks with "duplicate": true
     error_replies: int  # PubAcks with an "error" object, or a status header (503 no responders, ...)
-    unacked: int  # distinct message ids sent on connections the client still uses and not yet answered on any, now
+    unacked: (
+        int  # distinct message ids sent on connections the client still uses and not yet answered on any, now
+    )
     peak_unacked: int  # the largest ``unacked`` seen
     connections: int  # connections accepted so far
 

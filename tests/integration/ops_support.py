@@ -15,7 +15,7 @@ import aiohttp
 from prometheus_client.parser import text_string_to_metric_families
 
 from bridgedev.brokers import free_port
-from tests.support import write_config
+from tests.support import exposed, write_config
 
 PREFIX = "kafka_jetstream_bridge_"
 
@@ -37,6 +37,10 @@ class Scrape:
     def value(self, name: str, **labels: str) -> float:
         key = (name if name.startswith(("process_", "python_")) else PREFIX + name, frozenset(labels.items()))
         return self.samples[key]
+
+    def raw(self, name: str, **labels: str) -> float:
+        """A sample by the exact name on the page (Redpanda Connect's names: no prefix, no ``_total``)."""
+        return exposed(self.text)[(name, frozenset(labels.items()))]
 
     def labelled(self, name: str) -> dict[frozenset[tuple[str, str]], float]:
         full = PREFIX + name

@@ -14,7 +14,7 @@ import pytest
 
 from bridgedev import brokers as devenv
 from tests.conftest import Kafka
-from tests.integration.ops_support import get, ops_config, scrape
+from tests.integration.ops_support import Scrape, get, ops_config, scrape
 from tests.support import (
     BridgeProcess,
     Record,
@@ -89,6 +89,19 @@ async def test_metrics_and_ready_follow_a_run(
         assert m.value("publish_latency_seconds_count") == 61 // 16  # one ack in 16 is sampled
         assert m.value("publish_latency_seconds_bucket", le="+Inf") == 61 // 16
         assert m.value("info", version="0.1.0", mode="continuous") == 1
+        # Redpanda Connect's standard names, with its labels (the input's label is "in", the output's
+        # "test-bridge": tests.support.write_config)
+        inp, out = {"label": "in", "path": "root.input"}, {"label": "test-bridge", "path": "root.output"}
+        assert m.raw("input_received", **inp) == 61
+        assert m.raw("output_sent", **out) == 61
+        assert m.raw("output_batch_sent", **out) == 61
+        assert m.raw("output_error", **out) == 0
+        assert m.raw("output_connection_up", **out) == 1
+        assert m.raw("output_connection_lost", **out) == 0
+        assert m.raw("output_connection_failed", **out) == 0
+        assert m.raw("input_latency_ns_count", **inp) >= 1  # one per fetched batch
+        assert 0 < m.raw("input_latency_ns", quantile="0.99", **inp) < 60e9
+        assert m.raw("output_latency_ns_count", **out) == 61 // 16
         status, body = await get(base + "/ready")
         assert status == 200, body
         assert json.loads(body) == {
@@ -163,11 +176,24 @@ async def test_ready_turns_false_while_nats_is_down(kafka: Kafka, names: dict, w
             assert m.value("ready") == 0
             assert m.value("health_check", check="nats_connected") == 0
 
+            async def attempts_fail() -> float:
+                failed = (await scrape(base)).raw(
+                    "output_connection_failed", label="test-bridge", path="root.output"
+                )
+                assert failed >= 1
+                return failed
+
+            failed_while_down = await eventually(attempts_fail, within=20)
             nats_server.start()
             await eventually(lambda: ready(base), within=30)
             await produce(kafka.bootstrap, topic, keyed(2, 6, start=10))
             await eventually(lambda: acked(base, 16), within=30)
-            assert (await scrape(base)).value("nats_reconnects_total") >= 1
+            m = await scrape(base)
+            assert m.value("nats_reconnects_total") >= 1
+            out = {"label": "test-bridge", "path": "root.output"}
+            assert m.raw("output_connection_lost", **out) >= 1
+            assert m.raw("output_connection_up", **out) == 1 + m.value("nats_reconnects_total")
+            assert m.raw("output_connection_failed", **out) >= failed_while_down
             assert bridge.stop() == 0
         assert await stream_count(nats_server.url, stream) == 16
 
@@ -205,7 +231,9 @@ async def test_ready_turns_false_while_nats_hangs(kafka: Kafka, names: dict, wor
         assert await stream_count(nats_server.url, stream) == 14
 
 
-def test_an_address_in_use_fails_before_connecting(workdir: Path) -> None:
+@pytest.mark.parametrize("workers", ["1", "2"])
+def test_an_address_in_use_fails_before_connecting(workdir: Path, workers: str) -> None:
+    """One process, or the supervisor of --workers 2 before it starts any worker: exit 1, the fix named."""
     with socket.socket() as taken:
         taken.bind(("127.0.0.1", 0))
         taken.listen()
@@ -214,10 +242,56 @@ def test_an_address_in_use_fails_before_connecting(workdir: Path) -> None:
             workdir / "c.yaml", brokers="127.0.0.1:1", topics=["t"], group="g", nats_url="nats://127.0.0.1:1",
             subject="s", top={"http": {"address": f"127.0.0.1:{port}"}},
         )  # fmt: skip
-        done = run_cli("run", "-c", str(cfg), timeout=30)
+        done = run_cli("run", "-c", str(cfg), "--workers", workers, timeout=30)
     assert done.returncode == 1, done.stderr
     events = [json.loads(line) for line in done.stderr.splitlines() if line.startswith("{")]
     failed = [e for e in events if e["event"] == "start_failed"]
     assert failed
     assert f"127.0.0.1:{port}" in failed[0]["error"]
+    assert "set http.address to a free host:port, or http.enabled: false" in failed[0]["error"]
     assert not [e for e in events if e["event"] in ("nats_connected", "kafka_started")]
+
+
+async def test_workers_share_one_endpoint(kafka: Kafka, nats_url: str, names: dict, workdir: Path) -> None:
+    """``run --workers 2``: the supervisor serves the configured address; /ready answers 200 only once both
+    workers hold partitions; /metrics has every worker's samples with its ``worker`` label."""
+    topic, stream, group, prefix = names["topic"], names["stream"], names["group"], names["prefix"]
+    await create_topic(kafka.bootstrap, topic, 4)
+    await produce(kafka.bootstrap, topic, keyed(4, 40))
+    await create_stream(nats_url, stream, [f"{prefix}.>"])
+    cfg, base = ops_config(
+        workdir / "c.yaml", brokers=kafka.bootstrap, topics=[topic], group=group, nats_url=nats_url,
+        subject=prefix + '.${! meta("kafka_partition") }',
+    )  # fmt: skip
+    with BridgeProcess("run", "-c", str(cfg), "--workers", "2", log_dir=workdir) as bridge:
+        await eventually(lambda: pong(base), within=20)
+
+        async def both_ready() -> dict:
+            status, body = await get(base + "/ready")
+            report = json.loads(body)
+            assert status == 200, body
+            return report
+
+        report = await eventually(both_ready, within=90)
+        assert [w["worker"] for w in report["workers"]] == [0, 1]
+        assert all(w["ready"] and w["checks"]["kafka_assigned"] for w in report["workers"])
+
+        async def all_acked() -> Scrape:
+            m = await scrape(base)
+            per_worker = m.labelled("records_acked_total")
+            assert set(per_worker) == {frozenset({("worker", "0")}), frozenset({("worker", "1")})}, m.text
+            assert sum(per_worker.values()) == 40
+            return m
+
+        m = await eventually(all_acked, within=60)
+        assert m.value("workers") == 2
+        assert m.value("worker_up", worker="0") == m.value("worker_up", worker="1") == 1
+        assert sum(m.labelled("partitions_assigned").values()) == 4
+        inp = {"label": "in", "path": "root.input"}
+        assert m.raw("input_received", worker="0", **inp) + m.raw("input_received", worker="1", **inp) == 40
+        assert bridge.stop() == 0
+    # the workers served on loopback ports of their own, not on the configured one
+    started = [e for e in bridge.events("http_started")]
+    assert [e["address"] for e in started].count(base.removeprefix("http://")) == 1
+    assert len(started) == 3
+    assert await stream_count(nats_url, stream) == 40

@@ -1,11 +1,15 @@
 """``deploy/``: every Kubernetes manifest validates against the Kubernetes schemas (kubernetes-validate,
 offline, strict), KEDA's against the fields of its ScaledObject/TriggerAuthentication CRDs; the manifests
 agree with each other and with the bridge config they carry; the compose file and the Dockerfile have
-what they promise. No cluster and no Docker engine: validated, not run."""
+what they promise: the image installs from the pinned constraints, compose runs the nats-server the
+suite runs, the licence matches pyproject. No cluster and no Docker engine: validated, not run."""
 
 from __future__ import annotations
 
 import re
+import subprocess
+import tomllib
+from importlib import metadata
 from pathlib import Path
 from typing import Any
 
@@ -13,11 +17,16 @@ import jsonschema
 import kubernetes_validate
 import pytest
 import yaml
+from packaging.requirements import Requirement
+from packaging.utils import canonicalize_name
 
 from bridge.core.config import Loaded, parse
 from bridge.ops.http import parse_address
+from bridgedev.brokers import nats_server_bin
+from bridgedev.constraints import runtime_pins
 
-DEPLOY = Path(__file__).resolve().parents[2] / "deploy"
+REPO = Path(__file__).resolve().parents[2]
+DEPLOY = REPO / "deploy"
 K8S = DEPLOY / "k8s"
 K8S_VERSION = kubernetes_validate.latest_version()
 
@@ -372,3 +381,58 @@ def test_dockerfile_essentials() -> None:
     assert any(line.startswith('ENTRYPOINT ["kafka-jetstream-bridge"]') for line in lines)
     ignore = (DEPLOY / "Dockerfile.dockerignore").read_text().split()
     assert ignore[ignore.index("*") + 1 :][:1] == ["!pyproject.toml"]
+
+
+def test_dockerfile_installs_from_the_pinned_constraints() -> None:
+    lines = dockerfile()
+    (copy,) = [line for line in lines if line.startswith("COPY deploy/constraints.txt ")]
+    target = copy.split()[-1].removeprefix("./")  # relative to the WORKDIR
+    (install,) = [line for line in lines if "pip install" in line]
+    assert re.search(rf"pip install (--constraint|-c) {re.escape(target)} \.( |$)", install), install
+    assert lines.index(copy) < lines.index(install)
+    ignore = (DEPLOY / "Dockerfile.dockerignore").read_text().split()
+    assert "!deploy/constraints.txt" in ignore
+    # `make install` takes the same pins, so the suite runs the versions the image gets
+    assert "--constraint $(CONSTRAINTS)" in (REPO / "Makefile").read_text()
+
+
+def pinned() -> dict[str, str]:
+    out = {}
+    for line in (DEPLOY / "constraints.txt").read_text().splitlines():
+        if line.strip() and not line.startswith("#"):
+            name, sep, version = line.partition("==")
+            assert sep, f"not pinned with ==: {line}"
+            out[canonicalize_name(name)] = version
+    return out
+
+
+def test_constraints_pin_every_runtime_dependency_at_the_tested_version() -> None:
+    """Every distribution the bridge needs at run time (pyproject's dependencies, their extras and theirs,
+    transitively) is pinned, at the version installed here, where the suite runs; nothing else is."""
+    assert pinned() == runtime_pins(), "stale deploy/constraints.txt: run `make constraints`"
+    project = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]
+    for line in project["dependencies"]:
+        req = Requirement(line)
+        if req.marker is None or req.marker.evaluate():
+            assert req.specifier.contains(pinned()[canonicalize_name(req.name)]), line
+
+
+def test_the_licence_matches_pyproject() -> None:
+    project = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]
+    assert project["license"] == "Apache-2.0"
+    assert project["license-files"] == ["LICENSE"]
+    text = (REPO / "LICENSE").read_text()
+    assert text.split()[:5] == ["Apache", "License", "Version", "2.0,", "January"]
+    assert "TERMS AND CONDITIONS FOR USE, REPRODUCTION, AND DISTRIBUTION" in text
+    assert "END OF TERMS AND CONDITIONS" in text
+    assert metadata.metadata("kafka-jetstream-bridge")["License-Expression"] == "Apache-2.0"
+    assert 'org.opencontainers.image.licenses="Apache-2.0"' in " ".join(dockerfile())
+    assert "!LICENSE" in (DEPLOY / "Dockerfile.dockerignore").read_text().split()
+
+
+def test_compose_runs_the_nats_server_the_suite_runs() -> None:
+    version = metadata.version("nats-server-bin")
+    binary = subprocess.run([nats_server_bin(), "--version"], capture_output=True, text=True, check=True)
+    assert binary.stdout.split()[-1] == f"v{version}"
+    nats = yaml.safe_load((DEPLOY / "docker-compose.yml").read_text())["services"]["nats"]
+    assert nats["image"] == f"nats:{version}-alpine"

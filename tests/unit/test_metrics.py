@@ -1,5 +1,6 @@
-"""``bridge.ops.metrics`` and ``bridge.ops.http`` against a fake pipeline: exact values, the histogram's
-buckets, /ready's status and body, the root_path aliases, address parsing."""
+"""``bridge.ops.metrics``, ``bridge.ops.connect_metrics`` and ``bridge.ops.http`` against a fake pipeline:
+exact values, the histogram's buckets, Redpanda Connect's names, types and labels, /ready's status and
+body, the root_path aliases, address parsing, the message of an address in use."""
 
 from __future__ import annotations
 
@@ -14,6 +15,8 @@ from prometheus_client.parser import text_string_to_metric_families
 from bridge.core.config import HttpSection
 from bridge.core.errors import HttpServerError
 from bridge.jetstream.publisher import SinkStats
+from bridge.ops import connect_metrics
+from bridge.ops.connect_metrics import NAMES
 from bridge.ops.http import HttpServer, parse_address
 from bridge.ops.latency import LatencyHistogram
 from bridge.ops.metrics import PREFIX, registry_for
@@ -30,6 +33,8 @@ class FakePipeline:
     stats: PipelineStats
     state: Health
     sink: FakeSink | None = field(default_factory=FakeSink)
+    labels: tuple[str, str] = ("kafka_in", "")
+    input_latency: LatencyHistogram = field(default_factory=LatencyHistogram)
 
     def statistics(self) -> PipelineStats:
         return self.stats
@@ -39,7 +44,7 @@ class FakePipeline:
 
 
 SINK = SinkStats(in_flight=7, sent=130, acked=120, duplicates=4, resent=10, timeouts=2, failures=3,
-                 reconnects=1, reorders=0, connected=True)  # fmt: skip
+                 reconnects=1, reorders=0, connected=True, connects=2, connect_failures=5, losses=1)  # fmt: skip
 STATS = PipelineStats(
     consumed=125, dead_lettered=1, commits=6, commit_failures=1, commit_seconds=0.3, outstanding=5,
     partitions=2, stopped=0, lag={("orders", 0): 3, ("orders", 1): 0}, sink=SINK,
@@ -152,8 +157,11 @@ async def test_binds_and_reports_its_port() -> None:
     try:
         assert server.port > 0
         taken = HttpServer(HttpSection(address=f"127.0.0.1:{server.port}"), FakePipeline(STATS, READY))
-        with pytest.raises(HttpServerError, match=f"127.0.0.1:{server.port}"):
+        with pytest.raises(HttpServerError, match=f"127.0.0.1:{server.port}") as caught:
             await taken.start()
+        assert str(caught.value).endswith(
+            "set http.address to a free host:port, or http.enabled: false to serve no HTTP"
+        )
     finally:
         await server.aclose()
         await server.aclose()  # idempotent
@@ -176,3 +184,68 @@ def test_parse_address(address: str, expected: tuple[str | None, int]) -> None:
 def test_parse_address_rejects(address: str) -> None:
     with pytest.raises(HttpServerError, match="expected host:port"):
         parse_address(address)
+
+
+# ----------------------------------------------------------------------------------- Redpanda Connect's names
+
+INPUT = 'label="kafka_in",path="root.input"'
+OUTPUT = 'label="",path="root.output"'
+
+
+async def test_redpanda_connect_names_types_and_labels() -> None:
+    """As Redpanda Connect's Prometheus exporter writes them: counters without ``_total``, timers as
+    nanosecond summaries with quantiles 0.5/0.9/0.99, labels ``label`` and ``path``."""
+    pipeline = FakePipeline(STATS, READY)
+    for ms in range(1, 101):  # 1..100 ms
+        pipeline.input_latency.observe(ms / 1000)
+    pipeline.sink.latency.observe(0.002)  # type: ignore[union-attr]
+    client = await client_for(pipeline)
+    try:
+        text = await (await client.get("/metrics")).text()
+    finally:
+        await client.close()
+    lines = set(text.splitlines())
+    for line in [
+        "# TYPE input_received counter",
+        f"input_received{{{INPUT}}} 125",
+        "# TYPE input_latency_ns summary",
+        f'input_latency_ns{{{INPUT},quantile="0.5"}} 50000000',
+        f'input_latency_ns{{{INPUT},quantile="0.9"}} 90000000',
+        f'input_latency_ns{{{INPUT},quantile="0.99"}} 99000000',
+        f"input_latency_ns_count{{{INPUT}}} 100",
+        f"input_latency_ns_sum{{{INPUT}}} 5050000000",
+        "# TYPE output_sent counter",
+        f"output_sent{{{OUTPUT}}} 120",
+        f"output_batch_sent{{{OUTPUT}}} 120",
+        f"output_error{{{OUTPUT}}} 3",
+        f'output_latency_ns{{{OUTPUT},quantile="0.99"}} 2000000',
+        f"output_latency_ns_count{{{OUTPUT}}} 1",
+        f"output_connection_up{{{OUTPUT}}} 2",
+        f"output_connection_lost{{{OUTPUT}}} 1",
+        f"output_connection_failed{{{OUTPUT}}} 5",
+    ]:
+        assert line in lines, line
+    assert "input_received_total" not in text
+    # the whole page still parses, every family once
+    families = [f.name for f in text_string_to_metric_families(text)]
+    assert len(families) == len(set(families))
+    assert set(NAMES) <= set(families)
+
+
+def test_redpanda_connect_summaries_before_any_sample_are_nan() -> None:
+    idle = PipelineStats(0, 0, 0, 0, 0.0, 0, 0, 0, {}, None)
+    text = connect_metrics.render(FakePipeline(idle, Health(False, False, True), sink=None)).decode()
+    assert f'input_latency_ns{{{INPUT},quantile="0.5"}} NaN' in text
+    assert f"output_latency_ns_count{{{OUTPUT}}} 0" in text
+    assert f"output_connection_up{{{OUTPUT}}} 0" in text
+
+
+def test_quantiles_follow_the_latest_samples() -> None:
+    latency = LatencyHistogram()
+    for _ in range(LatencyHistogram.RECENT):
+        latency.observe(5.0)
+    for _ in range(LatencyHistogram.RECENT):  # the ring wraps: only these are left
+        latency.observe(0.001)
+    assert latency.quantiles((0.5, 0.99)) == [0.001, 0.001]
+    assert latency.samples == 2 * LatencyHistogram.RECENT
+    assert latency.counts[-1] == 0  # the buckets keep every sample

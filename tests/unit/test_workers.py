@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from bridge.run.workers import _merge, worker_index
+from bridge.run.workers import _merge
 
 
 def part(partition: int, records: int, first: int, last: int, committed: int) -> dict:
@@ -38,10 +38,3 @@ def test_a_partition_that_moved_between_workers_is_combined() -> None:
     assert (p["records"], p["first_offset"], p["last_offset"], p["committed"]) == (100, 0, 99, 100)
     assert merged["exit_code"] == 1
     assert merged["error"] == "boom"
-
-
-def test_worker_index_defaults_to_zero(monkeypatch) -> None:
-    monkeypatch.delenv("KJB_WORKER_INDEX", raising=False)
-    assert worker_index() == 0
-    monkeypatch.setenv("KJB_WORKER_INDEX", "3")
-    assert worker_index() == 3
