@@ -4,7 +4,7 @@ VENV   ?= .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
-.PHONY: install run test unit integration faults check lint format typecheck bench clean
+.PHONY: install run test unit integration faults check lint format typecheck bench soak clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -34,6 +34,11 @@ faults: install
 ## bench: brokers on loopback, 1,000,000 × 200-byte records; prints a table and writes bench-results.json
 bench: install
 	$(PY) -m bridge bench $(BENCH_ARGS)
+
+## soak: 60 min at 2,000 records/s on one Kafka + one nats-server, restarts every few minutes; writes
+## docs/soak.csv, docs/soak.png, docs/soak.json (SOAK_ARGS, e.g. --duration 10m --rate 1000)
+soak: install
+	$(PY) -m bridgedev soak $(SOAK_ARGS)
 
 lint: install
 	$(VENV)/bin/ruff format --check bridge bridgedev tests
