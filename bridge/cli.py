@@ -78,6 +78,7 @@ def _parser() -> argparse.ArgumentParser:
     bench.add_argument("--latency-rate", type=int, help="records/s")
     bench.add_argument("--latency-seconds", type=float, help="0 skips it")
     bench.add_argument("--no-baseline", action="store_true", help="skip the plain-loop baseline")
+    bench.add_argument("--nats-replicas", type=int, choices=(1, 3), help="3: a 3-node cluster, R3 streams")
     bench.add_argument("--output", help="where to write the JSON results")
 
     lint = sub.add_parser("lint", help="validate config files; exit 2 with one line per problem")
@@ -396,6 +397,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
         "nats_url": args.nats_url,
         "latency_rate": args.latency_rate,
         "latency_seconds": args.latency_seconds,
+        "nats_replicas": args.nats_replicas,
         "output": args.output,
     }
     params = bench.Params(**{k: v for k, v in given.items() if v is not None})

@@ -17,7 +17,11 @@ e. continuous mode: latency from the Kafka record timestamp to the PubAck (p50, 
    steady produce rate. The first ``LATENCY_WARMUP`` seconds of production are reported apart: the
    first records wait for the consumer's first fetch (~200 ms), which is start-up, not steady state
    (they alone made p99 ~120 ms where the steady p99 is ~10 ms),
-f. peak RSS of the bridge process during (c).
+f. peak RSS of the bridge process during (c),
+g. CPU seconds per million records: of nats-server (``/proc/<pid>/stat`` utime + stime, summed over
+   the nodes, before and after each phase) in (b) with ``Nats-Msg-Id``, in (b) again without it, and
+   in (c); of the bridge processes in (c) (``getrusage(RUSAGE_CHILDREN)``). Only for servers the bench
+   started itself. ``nats_replicas=3`` runs every phase against a 3-node cluster with R3 streams.
 
 Each publish phase writes into a fresh stream (file storage) so no phase is measuring JetStream's
 duplicate path. Nothing here is asserted: it prints numbers.
@@ -30,6 +34,7 @@ import contextlib
 import gc
 import json
 import os
+import resource
 import statistics
 import subprocess
 import sys
@@ -66,6 +71,7 @@ class Params:
     latency_rate: int = 5000  # records/s produced during the latency phase
     latency_seconds: float = 10.0
     baseline: bool = True
+    nats_replicas: int = 1  # 3: a NatsCluster and R3 streams
     output: str = "bench-results.json"
 
 
@@ -75,11 +81,37 @@ class Result:
     preload_s: float = 0.0
     raw_consume_rps: float = 0.0
     raw_publish_rps: float = 0.0
+    raw_publish_no_id_rps: float = 0.0
     bridge: dict[str, dict[str, float]] = field(default_factory=dict)  # workers → numbers
     baseline_rps: float = 0.0  # asyncio, default collector
     baseline_runtime_rps: float = 0.0  # the same loop on the bridge's runtime
     latency_ms: dict[str, float] = field(default_factory=dict)
     machine: dict[str, Any] = field(default_factory=dict)
+    nats_cpu_s_per_million: dict[str, float] = field(default_factory=dict)  # phase → CPU-s per 1M
+    bridge_cpu_s_per_million: dict[str, float] = field(default_factory=dict)  # workers → CPU-s per 1M
+
+
+def _servers(nats_url: str) -> list[str]:
+    """A comma list of URLs (a cluster's) as nats-py wants it."""
+    return [u.strip() for u in nats_url.split(",") if u.strip()]
+
+
+_TICKS = os.sysconf("SC_CLK_TCK")
+
+
+def _cpu_seconds(pids: Sequence[int]) -> float:
+    """utime + stime of these processes, from ``/proc/<pid>/stat`` (fields 14 and 15)."""
+    total = 0
+    for pid in pids:
+        with open(f"/proc/{pid}/stat") as fh:
+            fields = fh.read().rsplit(")", 1)[1].split()
+        total += int(fields[11]) + int(fields[12])
+    return total / _TICKS
+
+
+def _children_cpu() -> float:
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
 
 
 # ----------------------------------------------------------------------------------- preload
@@ -104,19 +136,25 @@ async def _preload(bootstrap: str, topic: str, p: Params) -> float:
     return time.perf_counter() - started
 
 
-async def _stream(nats_url: str, name: str, subjects: list[str]) -> None:
-    nc = await nats.connect(nats_url)
+async def _stream(nats_url: str, name: str, subjects: list[str], replicas: int = 1) -> None:
+    nc = await nats.connect(_servers(nats_url))
     try:
         js = nc.jetstream()
         await js.add_stream(
-            StreamConfig(name=name, subjects=subjects, storage=StorageType.FILE, duplicate_window=600)
+            StreamConfig(
+                name=name,
+                subjects=subjects,
+                storage=StorageType.FILE,
+                duplicate_window=600,
+                num_replicas=replicas,
+            )
         )
     finally:
         await nc.close()
 
 
 async def _delete_stream(nats_url: str, name: str) -> None:
-    nc = await nats.connect(nats_url)
+    nc = await nats.connect(_servers(nats_url))
     try:
         with contextlib.suppress(Exception):  # cleanup of a bench stream; nothing to report
             await nc.jetstream().delete_stream(name)
@@ -149,10 +187,10 @@ async def _raw_consume(bootstrap: str, topic: str, p: Params) -> float:
 # ----------------------------------------------------------------------------------- b. raw publish
 
 
-async def _raw_publish(nats_url: str, p: Params) -> float:
+async def _raw_publish(nats_url: str, p: Params, msg_id: bool = True) -> float:
     name = f"BENCHRAW{uuid.uuid4().hex[:6].upper()}"
-    await _stream(nats_url, name, [f"{name.lower()}.>"])
-    nc = await nats.connect(nats_url, pending_size=256 * 1024 * 1024)
+    await _stream(nats_url, name, [f"{name.lower()}.>"], p.nats_replicas)
+    nc = await nats.connect(_servers(nats_url), pending_size=256 * 1024 * 1024)
     try:
         done = asyncio.Event()
         acked = 0
@@ -171,7 +209,8 @@ async def _raw_publish(nats_url: str, p: Params) -> float:
         sent = 0
         while sent < p.records:
             while sent - acked < p.max_in_flight and sent < p.records:
-                await nc.publish(subject, payload, reply=f"{inbox}{sent}", headers={"Nats-Msg-Id": str(sent)})
+                headers = {"Nats-Msg-Id": str(sent)} if msg_id else None
+                await nc.publish(subject, payload, reply=f"{inbox}{sent}", headers=headers)
                 sent += 1
             await asyncio.sleep(0)
         await done.wait()
@@ -227,7 +266,7 @@ def _bridge_backfill(
     bootstrap: str, nats_url: str, topic: str, p: Params, workers: int, tmp: Path
 ) -> dict[str, float]:
     name = f"BENCHBR{workers}{uuid.uuid4().hex[:6].upper()}"
-    asyncio.run(_stream(nats_url, name, [f"{name.lower()}.>"]))
+    asyncio.run(_stream(nats_url, name, [f"{name.lower()}.>"], p.nats_replicas))
     group = f"bench-{uuid.uuid4().hex[:8]}"
     cfg = _config(
         tmp / f"bridge-{workers}.yaml",
@@ -265,7 +304,7 @@ def _bridge_backfill(
 
 async def _baseline(bootstrap: str, nats_url: str, topic: str, p: Params) -> float:
     name = f"BENCHBASE{uuid.uuid4().hex[:6].upper()}"
-    await _stream(nats_url, name, [f"{name.lower()}.>"])
+    await _stream(nats_url, name, [f"{name.lower()}.>"], p.nats_replicas)
     consumer = AIOKafkaConsumer(
         topic,
         bootstrap_servers=bootstrap,
@@ -274,7 +313,7 @@ async def _baseline(bootstrap: str, nats_url: str, topic: str, p: Params) -> flo
         auto_offset_reset="earliest",
         session_timeout_ms=10_000,
     )
-    nc = await nats.connect(nats_url)
+    nc = await nats.connect(_servers(nats_url))
     js = nc.jetstream(publish_async_max_pending=p.max_in_flight)
     await consumer.start()
     try:
@@ -328,7 +367,7 @@ async def _latency(bootstrap: str, nats_url: str, p: Params, tmp: Path) -> dict[
     topic = f"bench-lat-{uuid.uuid4().hex[:8]}"
     await brokers.create_topic(bootstrap, topic, p.partitions)
     name = f"BENCHLAT{uuid.uuid4().hex[:6].upper()}"
-    await _stream(nats_url, name, [f"{name.lower()}.>"])
+    await _stream(nats_url, name, [f"{name.lower()}.>"], p.nats_replicas)
     cfg = _config(
         tmp / "latency.yaml",
         bootstrap,
@@ -409,10 +448,21 @@ def run(p: Params) -> Result:
                 )
                 started.append(kafka.start())
                 bootstrap = kafka.bootstrap
-            if not nats_url:
+            nats_pids: list[int] = []
+            if not nats_url and p.nats_replicas > 1:
+                cluster = brokers.NatsCluster(p.nats_replicas, name="bench")
+                started.append(cluster.start())
+                nats_url = cluster.urls
+                nats_pids = [s.pid for s in cluster.servers if s.pid is not None]
+            elif not nats_url:
                 server = brokers.NatsServer(name="bench-nats")
                 started.append(server.start())
                 nats_url = server.url
+                nats_pids = [server.pid] if server.pid is not None else []
+
+            def per_million(seconds: float, records: float) -> float:
+                return round(seconds * 1e6 / records, 2) if records else 0.0
+
             topic = f"bench-{uuid.uuid4().hex[:8]}"
             shape = f"{p.records:,} records of {p.size} bytes over {p.partitions} partitions"
             _say(f"preloading {shape} ({p.broker}) ...")
@@ -420,10 +470,30 @@ def run(p: Params) -> Result:
             _say("a. raw Kafka consume ...")
             result.raw_consume_rps = round(eventloop.run(_raw_consume(bootstrap, topic, p)), 1)
             _say("b. raw JetStream publish ...")
+            cpu = _cpu_seconds(nats_pids)
             result.raw_publish_rps = round(eventloop.run(_raw_publish(nats_url, p)), 1)
+            if nats_pids:
+                spent = _cpu_seconds(nats_pids) - cpu
+                result.nats_cpu_s_per_million["b. publish, Nats-Msg-Id"] = per_million(spent, p.records)
+                _say("b. raw JetStream publish without Nats-Msg-Id ...")
+                cpu = _cpu_seconds(nats_pids)
+                result.raw_publish_no_id_rps = round(
+                    eventloop.run(_raw_publish(nats_url, p, msg_id=False)), 1
+                )
+                spent = _cpu_seconds(nats_pids) - cpu
+                result.nats_cpu_s_per_million["b. publish, no Nats-Msg-Id"] = per_million(spent, p.records)
             for workers in p.workers:
                 _say(f"c. bridge backfill, {workers} worker(s) ...")
-                result.bridge[str(workers)] = _bridge_backfill(bootstrap, nats_url, topic, p, workers, tmp)
+                cpu, children = _cpu_seconds(nats_pids), _children_cpu()
+                backfill = _bridge_backfill(bootstrap, nats_url, topic, p, workers, tmp)
+                result.bridge[str(workers)] = backfill
+                result.bridge_cpu_s_per_million[str(workers)] = per_million(
+                    _children_cpu() - children, backfill["records"]
+                )
+                if nats_pids:
+                    result.nats_cpu_s_per_million[f"c. bridge, {workers} worker(s)"] = per_million(
+                        _cpu_seconds(nats_pids) - cpu, backfill["records"]
+                    )
             if p.baseline:
                 _say("d. plain baseline (a future per record, awaited per batch), asyncio ...")
                 with _plain_runtime():
@@ -452,13 +522,15 @@ def report(result: Result) -> None:
     p = result.params
     table = Table(
         title=f"bench: {p['records']:,} records × {p['size']} B, {p['partitions']} partitions, "
-        f"max_in_flight {p['max_in_flight']}, {p['broker']}"
+        f"max_in_flight {p['max_in_flight']}, {p['broker']}, R{p.get('nats_replicas', 1)}"
     )
     table.add_column("measure")
     table.add_column("value", justify="right")
     table.add_row("preload (aiokafka producer)", f"{result.preload_s:.1f} s")
     table.add_row("a. raw Kafka consume", f"{result.raw_consume_rps:,.0f} rec/s")
     table.add_row("b. raw JetStream publish (Python)", f"{result.raw_publish_rps:,.0f} rec/s")
+    if result.raw_publish_no_id_rps:
+        table.add_row("b. the same without Nats-Msg-Id", f"{result.raw_publish_no_id_rps:,.0f} rec/s")
     floor = min(result.raw_consume_rps, result.raw_publish_rps)
     for workers, b in result.bridge.items():
         table.add_row(
@@ -488,6 +560,10 @@ def report(result: Result) -> None:
             f"   first {lat['warmup_s']:.0f} s (start-up)",
             f"{lat['warmup_samples']:,} records, max {lat['warmup_max']:.1f} ms",
         )
+    for phase, seconds in result.nats_cpu_s_per_million.items():
+        table.add_row(f"g. nats-server CPU, {phase}", f"{seconds:.1f} CPU-s per 1M records")
+    for workers, seconds in result.bridge_cpu_s_per_million.items():
+        table.add_row(f"g. bridge CPU, {workers} worker(s)", f"{seconds:.1f} CPU-s per 1M records")
     Console(file=sys.stdout, width=120).print(table)
 
 

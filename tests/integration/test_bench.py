@@ -36,6 +36,8 @@ def test_bench_measures_every_phase(kafka: Kafka, nats_url: str, tmp_path: Path)
     assert one["records_per_s"] > 0
     assert one["mb_per_s"] > 0
     assert one["peak_rss_mb"] > 20  # a Python process with the bridge loaded, not a wrong pid
+    assert result["bridge_cpu_s_per_million"]["1"] > 0  # the backfill process's CPU, from getrusage
+    assert result["nats_cpu_s_per_million"] == {}  # a server the bench did not start: no pid to read
     assert result["baseline_rps"] > 0
     assert result["baseline_runtime_rps"] > 0
     assert 0 < result["latency_ms"]["p50"] <= result["latency_ms"]["p99"] <= result["latency_ms"]["max"]
