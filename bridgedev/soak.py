@@ -152,7 +152,8 @@ def ready(port: int) -> bool:
 
 
 class CpuClock:
-    """CPU seconds of a process between two reads, as a percentage of one core (0 after a pid change)."""
+    """CPU seconds of a process between two reads, as a percentage of one core (on the first read of a
+    pid: since the process started)."""
 
     def __init__(self) -> None:
         self._pid = 0
@@ -161,6 +162,7 @@ class CpuClock:
 
     def read(self, pid: int) -> tuple[float, float]:
         """(RSS in MB, CPU % since the last read of the same pid)."""
+        lived = 0.0
         try:
             proc = psutil.Process(pid)
             with proc.oneshot():
@@ -169,7 +171,12 @@ class CpuClock:
         except psutil.Error:
             return float("nan"), float("nan")
         cpu, now = times.user + times.system, time.monotonic()
-        pct = 100.0 * (cpu - self._cpu) / (now - self._at) if pid == self._pid and now > self._at else 0.0
+        if pid == self._pid and now > self._at:
+            pct = 100.0 * (cpu - self._cpu) / (now - self._at)
+        else:  # a new process: its CPU since it started
+            with contextlib.suppress(psutil.Error):
+                lived = time.time() - proc.create_time()
+            pct = 100.0 * cpu / lived if lived > 0 else 0.0
         self._pid, self._cpu, self._at = pid, cpu, now
         return rss, pct
 
