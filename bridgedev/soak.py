@@ -6,9 +6,10 @@ free port) and, in this process:
 
 - a producer writing keyed records with headers (``source: soak``, ``n: <n>``) round-robin at a fixed
   ``rate`` (records/s), ``acks=all``, idempotent, for ``duration`` seconds;
-- a schedule of faults: the nats-server restarted every ``nats_restart_every`` seconds (same store
-  directory), the bridge restarted (SIGTERM, exit 0 expected, a new ``run``) every
-  ``bridge_restart_every`` seconds, half a NATS interval apart from the NATS restarts;
+- a schedule of faults (``schedule``): the nats-server restarted every ``nats_restart_every`` seconds
+  (same store directory), the bridge restarted (SIGTERM, exit 0 expected, a new ``run``) every
+  ``bridge_restart_every`` seconds, half a NATS interval apart from the NATS restarts, both half a
+  sample interval away from the samples;
 - a sample every ``sample_every`` seconds: the bridge's RSS and CPU, nats-server's RSS and CPU, the
   group's lag (end offsets − committed offsets, from Kafka), the bridge's ``kafka_lag`` gauge, the
   publish → PubAck latency p50/p99 of the interval (the bucket deltas of ``/metrics``'
@@ -631,13 +632,7 @@ class Soak:
         producer.stop()
 
     def _schedule(self) -> list[tuple[float, str]]:
-        p, plan = self.p, []
-        if p.nats_restart_every > 0:
-            plan += [(t, "nats") for t in _every(p.nats_restart_every, 0.0, p.duration)]
-        if p.bridge_restart_every > 0:
-            offset = p.nats_restart_every / 2 if p.nats_restart_every > 0 else 0.0
-            plan += [(t, "bridge") for t in _every(p.bridge_restart_every, offset, p.duration)]
-        return sorted(plan)
+        return schedule(self.p)
 
     async def _faults(self, bridge: Bridge, server: brokers.NatsServer) -> None:
         for at, what in self._schedule():
@@ -671,7 +666,9 @@ class Soak:
     ) -> None:
         pid = bridge.pid if bridge.proc is not None else 0
         rss, cpu = self._bridge_cpu.read(pid) if pid else (float("nan"), float("nan"))
-        nats_rss, nats_cpu = self._nats_cpu.read(server.pid) if server.pid else (float("nan"), float("nan"))
+        nats_rss, nats_cpu = (
+            self._nats_cpu.read(server.pid) if server.pid and server.running else (float("nan"), float("nan"))
+        )
         try:
             scraped = await asyncio.to_thread(scrape, bridge.http_port)
         except (urllib.error.URLError, OSError):
@@ -760,6 +757,21 @@ class Soak:
         result.clean = audit.clean and all(code == 0 for code in bridge.exit_codes)
         plot(self.samples, self.events, result, self.out / f"{p.name}.png")
         (self.out / f"{p.name}.json").write_text(json.dumps(asdict(result), indent=2) + "\n")
+
+
+def schedule(p: SoakParams) -> list[tuple[float, str]]:
+    """When to restart what: nats-server every ``nats_restart_every`` seconds, half a sample interval
+    after a sample (a sample never meets a restart half-done), the bridge every
+    ``bridge_restart_every`` seconds, half a NATS interval after a NATS restart."""
+    plan: list[tuple[float, str]] = []
+    nats_offset = p.sample_every / 2
+    if p.nats_restart_every > 0:
+        plan += [(t, "nats") for t in _every(p.nats_restart_every, nats_offset, p.duration)]
+    if p.bridge_restart_every > 0:
+        half = (p.nats_restart_every / 2) // p.sample_every * p.sample_every  # whole samples apart
+        offset = nats_offset + (max(half, p.sample_every) if p.nats_restart_every > 0 else 0.0)
+        plan += [(t, "bridge") for t in _every(p.bridge_restart_every, offset, p.duration)]
+    return sorted(plan)
 
 
 def _every(interval: float, offset: float, duration: float) -> list[float]:

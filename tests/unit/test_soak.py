@@ -8,7 +8,7 @@ from datetime import UTC, datetime
 
 import pytest
 
-from bridgedev.soak import SoakParams, _every, _quantile, _stored_ms, parse_args
+from bridgedev.soak import SoakParams, _every, _quantile, _stored_ms, parse_args, schedule
 
 INF = float("inf")
 
@@ -45,3 +45,12 @@ def test_options_take_durations_and_default_to_an_hour() -> None:
     assert (p.duration, p.nats_restart_every, p.bridge_restart_every) == (90.0, 20.0, 0.0)
     assert SoakParams().duration == 3600.0
     assert SoakParams().rate == 2000
+
+
+def test_restarts_fall_between_samples_and_apart_from_each_other() -> None:
+    short = SoakParams(duration=60, sample_every=10, nats_restart_every=20, bridge_restart_every=20)
+    assert schedule(short) == [(25, "nats"), (35, "bridge"), (45, "nats"), (55, "bridge")]
+    hour = schedule(SoakParams())
+    assert [t for t, what in hour if what == "nats"] == [330 + 300 * k for k in range(11)]
+    assert [t for t, what in hour if what == "bridge"] == [750, 1350, 1950, 2550, 3150]
+    assert all(t % 60 == 30 for t, _ in hour)  # never on a sample
