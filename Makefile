@@ -10,7 +10,7 @@ DEV_STAMP := $(VENV)/.installed-dev
 # (`pip --python`, pip >= 22.3), pip itself included; an older pip falls back to ensurepip.
 PIP    := $(PYTHON) -m pip --python $(PY) install --quiet --disable-pip-version-check
 
-.PHONY: install install-run run test unit integration faults check lint format typecheck bench constraints clean
+.PHONY: install install-run run test unit integration faults check lint format typecheck bench soak constraints clean
 
 # The runtime dependencies at the versions pinned here, the same the image installs.
 CONSTRAINTS := deploy/constraints.txt
@@ -51,6 +51,11 @@ faults: install
 ## bench: brokers on loopback, 1,000,000 × 200-byte records; prints a table and writes bench-results.json
 bench: install
 	$(PY) -m bridge bench $(BENCH_ARGS)
+
+## soak: 60 min at 2,000 records/s on one Kafka + one nats-server, restarts every few minutes; writes
+## docs/soak.csv, docs/soak.png, docs/soak.json (SOAK_ARGS, e.g. --duration 10m --rate 1000)
+soak: install
+	$(PY) -m bridgedev soak $(SOAK_ARGS)
 
 lint: install
 	$(VENV)/bin/ruff format --check bridge bridgedev tests

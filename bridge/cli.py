@@ -266,6 +266,12 @@ def _parser() -> tuple[argparse.ArgumentParser, dict[str, argparse.ArgumentParse
     )
     bench.add_argument("--no-baseline", action="store_true", help="skip the plain-loop baseline")
     bench.add_argument(
+        "--nats-replicas",
+        type=int,
+        choices=(1, 3),
+        help="1: one nats-server; 3: a 3-node cluster and R3 streams (default: 1)",
+    )
+    bench.add_argument(
         "--rounds",
         type=_positive,
         metavar="N",
@@ -615,6 +621,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
         "nats_url": args.nats_url,
         "latency_rate": args.latency_rate,
         "latency_seconds": args.latency_seconds,
+        "nats_replicas": args.nats_replicas,
         "output": args.output,
         "rounds": args.rounds,
         "go_peer": args.go_peer,

@@ -17,7 +17,11 @@ e. continuous mode: latency from the Kafka record timestamp to the PubAck (p50, 
    steady produce rate. The first ``LATENCY_WARMUP`` seconds of production are reported apart: the
    first records wait for the consumer's first fetch (~200 ms), which is start-up, not steady state
    (they alone made p99 ~120 ms where the steady p99 is ~10 ms),
-f. peak RSS of the bridge process during (c).
+f. peak RSS of the bridge process during (c),
+g. CPU seconds per million records: of the bridge (and the Go peer) in (c), ``getrusage(RUSAGE_CHILDREN)``;
+   of nats-server (utime + stime, summed over the nodes, before and after each phase) in (b) with
+   ``Nats-Msg-Id``, in (b) again without it, and in (c). Only for servers the bench started itself.
+   ``nats_replicas=3`` runs every phase against a 3-node cluster with R3 streams.
 
 Each publish phase writes into a fresh stream (file storage) so no phase is measuring JetStream's
 duplicate path. Nothing here is asserted: it prints numbers.
@@ -74,6 +78,7 @@ class Params:
     output: str = "bench-results.json"
     rounds: int = 1  # alternating rounds of the bridge and the Go peer on the same brokers
     go_peer: str = ""  # the Go reference bridge's source (default: ../shared/peers beside the repo, if any)
+    nats_replicas: int = 1  # 3: a 3-node NatsCluster and R3 streams
 
 
 @dataclass
@@ -82,6 +87,8 @@ class Result:
     preload_s: float = 0.0
     raw_consume_rps: float = 0.0
     raw_publish_rps: float = 0.0
+    raw_publish_no_id_rps: float = 0.0
+    nats_cpu_s_per_million: dict[str, float] = field(default_factory=dict)  # phase b → nats-server CPU-s/1M
     bridge: dict[str, dict[str, float]] = field(default_factory=dict)  # phase → numbers (the last round)
     rounds: list[dict[str, dict[str, float]]] = field(default_factory=list)  # every round's phases
     go_peer: str = ""  # why the Go peer did not run, or its binary
@@ -120,19 +127,30 @@ async def _preload(bootstrap: str, topic: str, p: Params) -> float:
     return time.perf_counter() - started
 
 
-async def _stream(nats_url: str, name: str, subjects: list[str]) -> None:
-    nc = await nats.connect(nats_url)
+def _servers(nats_url: str) -> list[str]:
+    """A comma list of URLs (a cluster's) as nats-py wants it."""
+    return [u.strip() for u in nats_url.split(",") if u.strip()]
+
+
+async def _stream(nats_url: str, name: str, subjects: list[str], replicas: int = 1) -> None:
+    nc = await nats.connect(_servers(nats_url))
     try:
         js = nc.jetstream()
         await js.add_stream(
-            StreamConfig(name=name, subjects=subjects, storage=StorageType.FILE, duplicate_window=600)
+            StreamConfig(
+                name=name,
+                subjects=subjects,
+                storage=StorageType.FILE,
+                duplicate_window=600,
+                num_replicas=replicas,
+            )
         )
     finally:
         await nc.close()
 
 
 async def _delete_stream(nats_url: str, name: str) -> None:
-    nc = await nats.connect(nats_url)
+    nc = await nats.connect(_servers(nats_url))
     try:
         with contextlib.suppress(Exception):  # cleanup of a bench stream; nothing to report
             await nc.jetstream().delete_stream(name)
@@ -165,10 +183,10 @@ async def _raw_consume(bootstrap: str, topic: str, p: Params) -> float:
 # ----------------------------------------------------------------------------------- b. raw publish
 
 
-async def _raw_publish(nats_url: str, p: Params) -> float:
+async def _raw_publish(nats_url: str, p: Params, msg_id: bool = True) -> float:
     name = f"BENCHRAW{uuid.uuid4().hex[:6].upper()}"
-    await _stream(nats_url, name, [f"{name.lower()}.>"])
-    nc = await nats.connect(nats_url, pending_size=256 * 1024 * 1024)
+    await _stream(nats_url, name, [f"{name.lower()}.>"], p.nats_replicas)
+    nc = await nats.connect(_servers(nats_url), pending_size=256 * 1024 * 1024)
     try:
         done = asyncio.Event()
         acked = 0
@@ -187,7 +205,8 @@ async def _raw_publish(nats_url: str, p: Params) -> float:
         sent = 0
         while sent < p.records:
             while sent - acked < p.max_in_flight and sent < p.records:
-                await nc.publish(subject, payload, reply=f"{inbox}{sent}", headers={"Nats-Msg-Id": str(sent)})
+                headers = {"Nats-Msg-Id": str(sent)} if msg_id else None
+                await nc.publish(subject, payload, reply=f"{inbox}{sent}", headers=headers)
                 sent += 1
             await asyncio.sleep(0)
         await done.wait()
@@ -223,7 +242,7 @@ def _config(
         },
         "output": {
             "nats_jetstream": {
-                "urls": [nats_url],
+                "urls": _servers(nats_url),
                 "subject": subject,
                 "max_in_flight": p.max_in_flight,
                 **({"metadata": MISSION_METADATA} if metadata else {}),
@@ -241,7 +260,7 @@ class _Servers:
     """What the bench can read of the brokers it measures against."""
 
     nats_url: str
-    nats_pid: int | None = None  # the nats-server's pid, when the bench started it (its CPU time is read)
+    nats_pids: list[int] = field(default_factory=list)  # the nats-servers the bench started (CPU time read)
 
 
 class _FirstStored(threading.Thread):
@@ -257,7 +276,7 @@ class _FirstStored(threading.Thread):
         asyncio.run(self._watch())
 
     async def _watch(self) -> None:
-        nc = await nats.connect(self.nats_url)
+        nc = await nats.connect(_servers(self.nats_url))
         try:
             js = nc.jetstream()
             while not self.done.is_set():
@@ -270,15 +289,16 @@ class _FirstStored(threading.Thread):
             await nc.close()
 
 
-def _cpu_seconds(pid: int | None) -> float:
+def _cpu_seconds(pids: Sequence[int]) -> float:
+    """utime + stime of these (running) processes, summed."""
     import psutil
 
-    if pid is None:
-        return 0.0
-    with contextlib.suppress(psutil.Error):
-        times = psutil.Process(pid).cpu_times()
-        return float(times.user + times.system)
-    return 0.0
+    total = 0.0
+    for pid in pids:
+        with contextlib.suppress(psutil.Error):
+            times = psutil.Process(pid).cpu_times()
+            total += float(times.user + times.system)
+    return total
 
 
 def _measure(
@@ -290,7 +310,7 @@ def _measure(
     import psutil
 
     children_before = resource.getrusage(resource.RUSAGE_CHILDREN)
-    nats_before = _cpu_seconds(servers.nats_pid)
+    nats_before = _cpu_seconds(servers.nats_pids)
     watcher = _FirstStored(servers.nats_url, stream)
     watcher.start()
     started = time.perf_counter()
@@ -314,7 +334,7 @@ def _measure(
         "first_record_s": round(first, 3),
         "peak_rss_mb": round(max(peaks) / 1e6, 1),
         "cpu_s": round(cpu, 2),
-        "nats_cpu_s": round(_cpu_seconds(servers.nats_pid) - nats_before, 2),
+        "nats_cpu_s": round(_cpu_seconds(servers.nats_pids) - nats_before, 2),
     }
 
 
@@ -333,7 +353,7 @@ def _bridge_backfill(
     metadata: bool = True,
 ) -> dict[str, float]:
     name = f"BENCHBR{workers}{uuid.uuid4().hex[:6].upper()}"
-    asyncio.run(_stream(nats_url, name, [f"{name.lower()}.>"]))
+    asyncio.run(_stream(nats_url, name, [f"{name.lower()}.>"], p.nats_replicas))
     group = f"bench-{uuid.uuid4().hex[:8]}"
     cfg = _config(
         tmp / f"bridge-{workers}-{int(metadata)}.yaml", bootstrap, nats_url, topic, group,
@@ -398,7 +418,7 @@ def _go_backfill(
     binary: Path, bootstrap: str, nats_url: str, topic: str, p: Params, servers: _Servers, metadata: bool
 ) -> dict[str, float]:
     name = f"BENCHGO{uuid.uuid4().hex[:6].upper()}"
-    asyncio.run(_stream(nats_url, name, [f"{name.lower()}.>"]))
+    asyncio.run(_stream(nats_url, name, [f"{name.lower()}.>"], p.nats_replicas))
     cmd = [
         str(binary), "-brokers", bootstrap, "-topic", topic, "-group", f"bench-go-{uuid.uuid4().hex[:8]}",
         "-nats", nats_url, "-subject", name.lower(), "-backfill", f"-metadata={str(metadata).lower()}",
@@ -431,7 +451,7 @@ def _go_backfill(
 
 async def _baseline(bootstrap: str, nats_url: str, topic: str, p: Params) -> float:
     name = f"BENCHBASE{uuid.uuid4().hex[:6].upper()}"
-    await _stream(nats_url, name, [f"{name.lower()}.>"])
+    await _stream(nats_url, name, [f"{name.lower()}.>"], p.nats_replicas)
     consumer = AIOKafkaConsumer(
         topic,
         bootstrap_servers=bootstrap,
@@ -440,7 +460,7 @@ async def _baseline(bootstrap: str, nats_url: str, topic: str, p: Params) -> flo
         auto_offset_reset="earliest",
         session_timeout_ms=10_000,
     )
-    nc = await nats.connect(nats_url)
+    nc = await nats.connect(_servers(nats_url))
     js = nc.jetstream(publish_async_max_pending=p.max_in_flight)
     await consumer.start()
     try:
@@ -494,7 +514,7 @@ async def _latency(bootstrap: str, nats_url: str, p: Params, tmp: Path) -> dict[
     topic = f"bench-lat-{uuid.uuid4().hex[:8]}"
     await brokers.create_topic(bootstrap, topic, p.partitions)
     name = f"BENCHLAT{uuid.uuid4().hex[:6].upper()}"
-    await _stream(nats_url, name, [f"{name.lower()}.>"])
+    await _stream(nats_url, name, [f"{name.lower()}.>"], p.nats_replicas)
     cfg = _config(
         tmp / "latency.yaml",
         bootstrap,
@@ -576,11 +596,16 @@ def run(p: Params) -> Result:
                 started.append(kafka.start())
                 bootstrap = kafka.bootstrap
             servers = _Servers(nats_url)
-            if not nats_url:
+            if not nats_url and p.nats_replicas > 1:
+                cluster = brokers.NatsCluster(p.nats_replicas, name="bench")
+                started.append(cluster.start())
+                nats_url = cluster.urls
+                servers = _Servers(nats_url, [s.pid for s in cluster.servers if s.pid is not None])
+            elif not nats_url:
                 server = brokers.NatsServer(name="bench-nats")
                 started.append(server.start())
                 nats_url = server.url
-                servers = _Servers(nats_url, server.pid)
+                servers = _Servers(nats_url, [server.pid] if server.pid is not None else [])
             topic = f"bench-{uuid.uuid4().hex[:8]}"
             shape = f"{p.records:,} records of {p.size} bytes over {p.partitions} partitions"
             _say(f"preloading {shape} ({p.broker}) ...")
@@ -588,7 +613,18 @@ def run(p: Params) -> Result:
             _say("a. raw Kafka consume ...")
             result.raw_consume_rps = round(eventloop.run(_raw_consume(bootstrap, topic, p)), 1)
             _say("b. raw JetStream publish ...")
+            cpu = _cpu_seconds(servers.nats_pids)
             result.raw_publish_rps = round(eventloop.run(_raw_publish(nats_url, p)), 1)
+            if servers.nats_pids:
+                spent = _cpu_seconds(servers.nats_pids) - cpu
+                result.nats_cpu_s_per_million["b. publish, Nats-Msg-Id"] = _per_million(spent, p.records)
+                _say("b. raw JetStream publish without Nats-Msg-Id ...")
+                cpu = _cpu_seconds(servers.nats_pids)
+                result.raw_publish_no_id_rps = round(
+                    eventloop.run(_raw_publish(nats_url, p, msg_id=False)), 1
+                )
+                spent = _cpu_seconds(servers.nats_pids) - cpu
+                result.nats_cpu_s_per_million["b. publish, no Nats-Msg-Id"] = _per_million(spent, p.records)
             binary, why = go_peer_binary(p.go_peer)
             result.go_peer = why
             for round_no in range(1, p.rounds + 1):
@@ -657,7 +693,7 @@ def report(result: Result) -> None:
     rounds = len(result.rounds)
     table = Table(
         title=f"bench: {p['records']:,} records × {p['size']} B with a header, {p['partitions']} partitions, "
-        f"max_in_flight {p['max_in_flight']}, {p['broker']}"
+        f"max_in_flight {p['max_in_flight']}, {p['broker']}, R{p.get('nats_replicas', 1)}"
         + (f", medians of {rounds} alternating rounds" if rounds > 1 else "")
     )
     table.add_column("measure")
@@ -707,6 +743,10 @@ def report(result: Result) -> None:
     other.add_row("preload (aiokafka producer)", f"{result.preload_s:.1f} s")
     other.add_row("a. raw Kafka consume", f"{result.raw_consume_rps:,.0f} rec/s")
     other.add_row("b. raw JetStream publish (Python)", f"{result.raw_publish_rps:,.0f} rec/s")
+    if result.raw_publish_no_id_rps:
+        other.add_row("b. the same without Nats-Msg-Id", f"{result.raw_publish_no_id_rps:,.0f} rec/s")
+    for phase, seconds in result.nats_cpu_s_per_million.items():
+        other.add_row(f"g. nats-server CPU, {phase}", f"{seconds:.1f} CPU-s per 1M records")
     one = mission["records_per_s"] if mission else 0.0
     if result.baseline_rps:
         other.add_row(

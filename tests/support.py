@@ -66,9 +66,9 @@ class Record:
     headers: tuple[tuple[str, bytes], ...] = ()
 
 
-async def create_topic(bootstrap: str, topic: str, partitions: int) -> None:
+async def create_topic(bootstrap: str, topic: str, partitions: int, replication_factor: int = 1) -> None:
     """``devenv.create_topic``, then wait until the broker's metadata shows every partition."""
-    await devenv.create_topic(bootstrap, topic, partitions)
+    await devenv.create_topic(bootstrap, topic, partitions, replication_factor)
 
     async def metadata_ready() -> None:
         probe = AIOKafkaAdminClient(bootstrap_servers=bootstrap)

@@ -27,13 +27,14 @@ from bridgedev.brokers.kafka import (
     DEFAULT_KAFKA_VERSION,
     KAFKA_JVM_FLAGS,
     ApacheKafka,
+    KafkaCluster,
     KafkaListener,
     ensure_kafka_libs,
     java_bin,
     kafka_cache_dir,
 )
 from bridgedev.brokers.nats import NatsCluster, NatsServer, nats_server_bin
-from bridgedev.brokers.probe import KafkaMetadata, kafka_metadata_probe
+from bridgedev.brokers.probe import KafkaMetadata, PartitionMetadata, kafka_metadata_probe
 from bridgedev.brokers.process import Broker, MonitorError, free_port
 from bridgedev.brokers.tansu import Tansu
 from bridgedev.brokers.topics import create_topic
@@ -43,11 +44,13 @@ __all__ = [
     "KAFKA_JVM_FLAGS",
     "ApacheKafka",
     "Broker",
+    "KafkaCluster",
     "KafkaListener",
     "KafkaMetadata",
     "MonitorError",
     "NatsCluster",
     "NatsServer",
+    "PartitionMetadata",
     "Tansu",
     "create_topic",
     "ensure_kafka_libs",

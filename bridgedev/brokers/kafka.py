@@ -1,4 +1,5 @@
-"""Apache Kafka, the reference broker: KRaft mode, one combined broker+controller node on loopback.
+"""Apache Kafka, the reference broker: KRaft mode, one combined broker+controller node on loopback
+(``ApacheKafka``), or three of them in one cluster (``KafkaCluster``).
 
 Owns fetching the distribution's ``libs/`` once (the ``org.apache.kafka:kafka_2.13`` artifact and its
 runtime dependencies, with Maven: ``mvn dependency:copy-dependencies`` on the pom in
@@ -6,6 +7,8 @@ runtime dependencies, with Maven: ``mvn dependency:copy-dependencies`` on the po
 storage (``kafka.tools.StorageTool format --standalone``), running ``kafka.Kafka`` with a small heap
 and class data sharing (the JVM's start halves once an archive exists), extra listeners with their
 own security protocols (``KafkaListener``), and readiness by the wire probe (``bridgedev.brokers.probe``).
+A cluster's nodes share one cluster id and a static voter set (``controller.quorum.voters``); each is
+formatted without ``--standalone``.
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ import importlib.resources
 import os
 import shutil
 import signal
+import struct
 import subprocess
 import time
 from collections.abc import Iterator, Mapping, Sequence
@@ -27,13 +31,14 @@ from typing import Any, Self
 
 import structlog
 
-from bridgedev.brokers.probe import kafka_metadata_probe
+from bridgedev.brokers.probe import KafkaMetadata, kafka_metadata_probe
 from bridgedev.brokers.process import HOST, Broker, free_port
 
 __all__ = [
     "DEFAULT_KAFKA_VERSION",
     "KAFKA_JVM_FLAGS",
     "ApacheKafka",
+    "KafkaCluster",
     "KafkaListener",
     "ensure_kafka_libs",
     "java_bin",
@@ -232,6 +237,8 @@ class ApacheKafka(Broker):
         format_args: Sequence[str] = (),
         node_id: int = 1,
         class_data_sharing: bool = True,
+        quorum_voters: str | None = None,
+        cluster_id: str | None = None,
     ) -> None:
         names = {"PLAINTEXT", "CONTROLLER"}
         for listener in extra_listeners:
@@ -249,6 +256,9 @@ class ApacheKafka(Broker):
         self.format_args = list(format_args)  # e.g. ["--add-scram", "SCRAM-SHA-256=[name=u,password=p]"]
         self.node_id = node_id
         self.class_data_sharing = class_data_sharing
+        # a static voter set ("1@host:port,2@host:port,..."): a member of a KafkaCluster; None: standalone
+        self.quorum_voters = quorum_voters
+        self.cluster_id = cluster_id
         self._cds_pending: Path | None = None
         self._served = False  # the current process has answered a Metadata request
         self.config_path = self._work_dir / "server.properties"
@@ -287,7 +297,6 @@ class ApacheKafka(Broker):
         props = {
             "process.roles": "broker,controller",
             "node.id": str(self.node_id),
-            "controller.quorum.bootstrap.servers": f"{HOST}:{self.controller_port}",
             "listeners": ",".join(f"{n}://{HOST}:{p}" for n, _, p in all_listeners),
             "advertised.listeners": ",".join(f"{n}://{HOST}:{p}" for n, _, p in client_listeners),
             "controller.listener.names": "CONTROLLER",
@@ -304,6 +313,10 @@ class ApacheKafka(Broker):
             "share.coordinator.state.topic.replication.factor": "1",
             "share.coordinator.state.topic.min.isr": "1",
         }
+        if self.quorum_voters:
+            props["controller.quorum.voters"] = self.quorum_voters
+        else:
+            props["controller.quorum.bootstrap.servers"] = f"{HOST}:{self.controller_port}"
         props.update(self.extra_properties)
         return props
 
@@ -327,11 +340,12 @@ class ApacheKafka(Broker):
         self.log_dir.mkdir(parents=True, exist_ok=True)
         if (self.log_dir / "meta.properties").exists():
             return  # formatted before: keep the data (restart)
-        cluster_id = _kafka_uuid()
+        cluster_id = self.cluster_id or _kafka_uuid()
+        standalone = [] if self.quorum_voters else ["--standalone"]
         cmd = self._java_cmd(
             "kafka.tools.StorageTool",
             "format",
-            "--standalone",
+            *standalone,
             "-t",
             cluster_id,
             "-c",
@@ -414,3 +428,149 @@ class ApacheKafka(Broker):
     def _is_ready(self) -> bool:
         self._served = bool(kafka_metadata_probe(HOST, self.port, timeout=2.0).brokers)
         return self._served
+
+
+class KafkaCluster:
+    """``n`` Apache Kafka nodes (KRaft, each a combined broker+controller) on 127.0.0.1, one cluster.
+
+    The voter set is static (``controller.quorum.voters``, every node's controller port), the cluster id
+    is formatted into every node's log directory, and the defaults are those of a cluster that must
+    not lose an acknowledged write to one node's loss: ``default.replication.factor`` ``n``,
+    ``min.insync.replicas`` ``min_insync`` (2), the internal topics (offsets, transactions, share state)
+    at replication ``n`` with ``min.isr`` ``min_insync``. Nodes are ``ApacheKafka`` objects in
+    :attr:`nodes` (node ids 1..n); ``kill_node(i)`` / ``start_node(i)`` bring one down and back on the
+    same ports with its data; :meth:`leader` names the node leading a partition, from the wire probe.
+    """
+
+    def __init__(
+        self,
+        n: int = 3,
+        *,
+        min_insync: int = 2,
+        extra_properties: Mapping[str, str] | None = None,
+        version: str = DEFAULT_KAFKA_VERSION,
+    ) -> None:
+        if n < 1 or not 1 <= min_insync <= n:
+            raise ValueError(f"a cluster of {n} nodes with min.insync.replicas {min_insync}")
+        self.cluster_id = _kafka_uuid()
+        controller_ports = [free_port() for _ in range(n)]
+        voters = ",".join(f"{i + 1}@{HOST}:{port}" for i, port in enumerate(controller_ports))
+        rf, isr = str(n), str(min_insync)
+        props = {
+            "default.replication.factor": rf,
+            "min.insync.replicas": isr,
+            "offsets.topic.replication.factor": rf,
+            "transaction.state.log.replication.factor": rf,
+            "transaction.state.log.min.isr": isr,
+            "share.coordinator.state.topic.replication.factor": rf,
+            "share.coordinator.state.topic.min.isr": isr,
+            "unclean.leader.election.enable": "false",
+            **(extra_properties or {}),
+        }
+        self.nodes = [
+            ApacheKafka(
+                node_id=i + 1,
+                controller_port=controller_ports[i],
+                quorum_voters=voters,
+                cluster_id=self.cluster_id,
+                extra_properties=props,
+                version=version,
+            )
+            for i in range(n)
+        ]
+
+    @property
+    def bootstrap(self) -> str:
+        """Every node's address, comma-joined (what aiokafka and the bridge's ``seed_brokers`` accept)."""
+        return ",".join(node.bootstrap for node in self.nodes)
+
+    @property
+    def running(self) -> bool:
+        return all(node.running for node in self.nodes)
+
+    def start(self, timeout: float = 120) -> Self:
+        """Start every node at once (a quorum needs a majority before any broker registers) and wait
+        until each answers Metadata and the first lists every broker."""
+        began = time.monotonic()
+        deadline = began + timeout
+        started: list[ApacheKafka] = []
+        try:
+            for node in self.nodes:
+                if not node.running:
+                    node._launch()
+                    started.append(node)
+            for node in started:
+                node._wait_ready(deadline, timeout)
+            self.wait_brokers(len(self.nodes), within=max(1.0, deadline - time.monotonic()))
+        except BaseException:
+            for node in started:
+                node.kill()
+            raise
+        log.info(
+            "kafka_cluster.started",
+            nodes=len(self.nodes),
+            bootstrap=self.bootstrap,
+            seconds=round(time.monotonic() - began, 2),
+        )
+        return self
+
+    def stop(self, timeout: float = 30) -> None:
+        for node in self.nodes:
+            node._terminate()
+        for node in self.nodes:
+            node.stop(timeout=timeout)
+
+    def kill_node(self, index: int) -> None:
+        """SIGKILL node ``index`` (0-based) and wait for its exit; its data stays."""
+        self.nodes[index].kill()
+
+    def start_node(self, index: int, timeout: float = 90) -> ApacheKafka:
+        return self.nodes[index].start(timeout=timeout)
+
+    def metadata(self) -> KafkaMetadata:
+        """The cluster's metadata, from the first running node that answers."""
+        problems = []
+        for node in self.nodes:
+            if node.running:
+                try:
+                    return kafka_metadata_probe(HOST, node.port, timeout=2.0)
+                except (OSError, ValueError, struct.error) as exc:
+                    problems.append(f"{node.bootstrap}: {exc}")
+        raise RuntimeError(f"no Kafka node answered Metadata: {problems or 'none running'}")
+
+    def index_of(self, node_id: int) -> int:
+        for i, node in enumerate(self.nodes):
+            if node.node_id == node_id:
+                return i
+        raise KeyError(node_id)
+
+    def leader(self, topic: str, partition: int) -> int | None:
+        """The index in :attr:`nodes` of ``partition``'s leader, None while it has none."""
+        found = self.metadata().partitions.get((topic, partition))
+        if found is None or found.leader < 0:
+            return None
+        return self.index_of(found.leader)
+
+    def in_sync(self, topic: str, partition: int) -> list[int]:
+        """The indexes in :attr:`nodes` of ``partition``'s in-sync replicas."""
+        found = self.metadata().partitions.get((topic, partition))
+        return [] if found is None else sorted(self.index_of(n) for n in found.isr)
+
+    def wait_brokers(self, n: int, within: float = 60) -> None:
+        """Until the metadata lists ``n`` brokers (a restarted node registered again)."""
+        deadline = time.monotonic() + within
+        while True:
+            with contextlib.suppress(RuntimeError):
+                if len(self.metadata().brokers) >= n:
+                    return
+            if time.monotonic() >= deadline:
+                raise TimeoutError(f"the Kafka cluster did not list {n} brokers within {within:g} s")
+            time.sleep(0.1)
+
+    def __enter__(self) -> Self:
+        if not self.running:
+            self.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()

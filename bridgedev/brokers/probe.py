@@ -1,16 +1,17 @@
 """The Kafka wire probe: one ApiVersions v0 and one non-flexible Metadata request (v1..v8) on a blocking
 socket, so a broker's readiness can be polled from CLI code, fixtures and a running event loop alike,
-with no client library.
+with no client library. The answer also names each partition's leader, replicas and in-sync replicas
+(``KafkaCluster`` finds a partition's leader with it).
 """
 
 from __future__ import annotations
 
 import socket
 import struct
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
-__all__ = ["KafkaMetadata", "kafka_metadata_probe"]
+__all__ = ["KafkaMetadata", "PartitionMetadata", "kafka_metadata_probe"]
 
 
 class _KafkaProbeError(ValueError):
@@ -62,11 +63,27 @@ class _Reader:
 
 
 @dataclass(frozen=True)
+class PartitionMetadata:
+    """One partition as the broker sees it: its error code, leader (-1: none), replicas and ISR (node ids)."""
+
+    error: int
+    leader: int
+    replicas: tuple[int, ...]
+    isr: tuple[int, ...]
+
+
+@dataclass(frozen=True)
 class KafkaMetadata:
-    """What :func:`kafka_metadata_probe` learned: the brokers as (node id, host, port), the controller."""
+    """What :func:`kafka_metadata_probe` learned: the brokers as (node id, host, port), the controller,
+    and every partition of every topic by (topic, partition)."""
 
     brokers: list[tuple[int, str, int]]
     controller_id: int
+    partitions: dict[tuple[str, int], PartitionMetadata] = field(default_factory=dict)
+
+
+def _int32s(reader: _Reader) -> tuple[int, ...]:
+    return tuple(reader.take(">i") for _ in range(max(0, reader.take(">i"))))
 
 
 def kafka_metadata_probe(host: str, port: int, timeout: float = 2.0) -> KafkaMetadata:
@@ -104,4 +121,19 @@ def kafka_metadata_probe(host: str, port: int, timeout: float = 2.0) -> KafkaMet
         if version >= 2:
             reader.string()  # cluster_id
         controller_id: int = reader.take(">i")
-        return KafkaMetadata(brokers=brokers, controller_id=controller_id)
+        partitions: dict[tuple[str, int], PartitionMetadata] = {}
+        for _ in range(max(0, reader.take(">i"))):
+            reader.take(">h")  # the topic's error code
+            topic = reader.string() or ""
+            reader.take(">b")  # is_internal
+            for _ in range(max(0, reader.take(">i"))):
+                error, index, leader = reader.take(">hii")
+                if version >= 7:
+                    reader.take(">i")  # leader epoch
+                replicas, isr = _int32s(reader), _int32s(reader)
+                if version >= 5:
+                    _int32s(reader)  # offline replicas
+                partitions[(topic, index)] = PartitionMetadata(error, leader, replicas, isr)
+            if version >= 8:
+                reader.take(">i")  # topic authorized operations
+        return KafkaMetadata(brokers=brokers, controller_id=controller_id, partitions=partitions)
