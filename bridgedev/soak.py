@@ -269,7 +269,7 @@ def bridge_config(
                 "subject": prefix + '.${! meta("kafka_partition") }',
                 "max_in_flight": p.max_in_flight,
                 "max_reconnects": -1,
-                "metadata": {"include_patterns": ["^kafka_timestamp_ms$"]},
+                "metadata": {"include_prefixes": ["kafka_"]},  # the mission configuration (README)
             },
         },
         "http": {"enabled": True, "address": f"{HOST}:{port}"},
