@@ -145,6 +145,36 @@ def guard_output() -> None:
             setattr(sys, name, RedactingWriter(stream))
 
 
+class _StderrHandler(logging.StreamHandler):  # type: ignore[type-arg]  # generic in typeshed, not at run time
+    """Writes to whatever ``sys.stderr`` is now, not to what it was at setup: while the backfill's progress
+    line is drawn, rich puts a proxy there that prints each log line above the bar instead of through it."""
+
+    def __init__(self) -> None:
+        super().__init__(sys.stderr)
+
+    @property  # a read-only view of sys.stderr replaces the attribute
+    def stream(self) -> Any:
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, _: Any) -> None:
+        pass
+
+
+# aiokafka logs at ERROR what it retries by itself and what every fresh cluster answers at first: the
+# coordinator is not available while __consumer_offsets is being created, or moves. Said as a warning
+# (still shown: if it never ends, it is the reason nothing happens).
+_TRANSIENT = (("aiokafka.consumer.group_coordinator", "Group Coordinator Request failed"),)
+
+
+def _transient_client_errors(record: logging.LogRecord) -> bool:
+    for logger, prefix in _TRANSIENT:
+        if record.name == logger and str(record.msg).startswith(prefix) and record.levelno > logging.WARNING:
+            record.levelno, record.levelname = logging.WARNING, "WARNING"
+            return logging.getLogger(logger).isEnabledFor(logging.WARNING)
+    return True
+
+
 def setup(
     level: str = "INFO",
     fmt: str | None = None,
@@ -199,8 +229,9 @@ def setup(
             renderer,
         ],
     )
-    handler = logging.StreamHandler(sys.stderr)
+    handler = _StderrHandler()
     handler.setFormatter(formatter)
+    handler.addFilter(_transient_client_errors)
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(_LEVELS.get(level.upper(), logging.INFO))

@@ -251,3 +251,28 @@ def test_guard_output_wraps_stdout_and_stderr_once(monkeypatch: pytest.MonkeyPat
     print("nats://alice:pw1@h:1")
     sys.stderr.write("alice:pw1@h:1\n")
     assert (out.getvalue(), err.getvalue()) == ("nats://***@h:1\n", "***@h:1\n")
+
+
+def test_lines_go_to_the_stderr_of_the_moment(monkeypatch: pytest.MonkeyPatch) -> None:
+    """While the backfill's progress line is drawn, rich swaps ``sys.stderr`` for a proxy that prints
+    above the bar: a log line must reach that proxy, not the stream that was there at setup."""
+    capture(monkeypatch)
+    log_mod.setup("INFO")
+    later = io.StringIO()
+    monkeypatch.setattr(sys, "stderr", later)
+    structlog.get_logger("bridge.test").info("after_the_swap")
+    assert [e["event"] for e in lines(later)] == ["after_the_swap"]
+
+
+def test_a_coordinator_not_yet_available_is_a_warning_not_an_error(monkeypatch: pytest.MonkeyPatch) -> None:
+    """aiokafka logs at ERROR the FindCoordinator answer every fresh cluster gives first (and retries it)."""
+    out = capture(monkeypatch)
+    log_mod.setup("INFO")
+    logging.getLogger("aiokafka.consumer.group_coordinator").error(
+        "Group Coordinator Request failed: %s", "[Error 15] GroupCoordinatorNotAvailableError"
+    )
+    logging.getLogger("aiokafka.consumer.group_coordinator").error("Something else failed")
+    assert [(e["level"], e["event"][:30]) for e in lines(out)] == [
+        ("warning", "Group Coordinator Request fail"),
+        ("error", "Something else failed"),
+    ]
