@@ -449,10 +449,15 @@ def _summary_json(result: RunResult) -> dict[str, Any]:
 
 
 def _print_summary(result: RunResult) -> None:
+    print_summary(_summary_json(result))
+
+
+def print_summary(summary: dict[str, Any]) -> None:
+    """The summary table of a run's JSON summary (``_summary_json``, or the merge of ``--workers N``)."""
     from rich.console import Console
     from rich.table import Table
 
-    table = Table(title=f"{result.mode}: {result.records:,} records in {result.elapsed:.1f}s")
+    table = Table(title=f"{summary['mode']}: {summary['records']:,} records in {summary['elapsed_s']:.1f}s")
     for col in (
         "partition",
         "records",
@@ -466,24 +471,26 @@ def _print_summary(result: RunResult) -> None:
         "undelivered",
     ):
         table.add_column(col, justify="right" if col not in ("partition", "stream") else "left")
-    for r in result.reports:
+    parts = summary["partitions"]
+    for r in parts:
         table.add_row(
-            f"{r.topic}/{r.partition}",
-            f"{r.records:,}",
-            _s(r.first_offset),
-            _s(r.last_offset),
-            r.stream or "-",
-            _s(r.first_seq),
-            _s(r.last_seq),
-            f"{r.duplicates:,}",
-            _s(r.committed),
-            f"{r.undelivered:,}",
+            f"{r['topic']}/{r['partition']}",
+            f"{r['records']:,}",
+            _s(r["first_offset"]),
+            _s(r["last_offset"]),
+            r["stream"] or "-",
+            _s(r["first_seq"]),
+            _s(r["last_seq"]),
+            f"{r['duplicates']:,}",
+            _s(r["committed"]),
+            f"{r.get('undelivered', 0):,}",
         )
     Console(file=sys.stdout, width=140).print(table)
-    for stopped in result.stopped:
-        print(f"STOPPED: {stopped}")
-    if result.error is not None:
-        print(f"FAILED: {log_mod.redact_text(str(result.error))}")
+    for r in parts:
+        if r.get("stopped"):
+            print(f"STOPPED: {r['stopped']}")
+    if summary.get("error"):
+        print(f"FAILED: {summary['error']}")
 
 
 def _s(value: int | None) -> str:
@@ -555,11 +562,11 @@ def cmd_backfill(
     if n > 1:
         from bridge.run.workers import supervise
 
-        args = ["backfill", path, "--from", start, "--workers", "1", *_set_args(sets)]
+        # the workers report in JSON (and draw no progress line); the supervisor prints one summary
+        args = ["backfill", path, "--from", start, "--workers", "1", "--json", *_set_args(sets)]
         _setup_logging(loaded, warnings=False)  # the supervisor's own lines; each worker warns itself
-        return supervise(
-            [*args, *(["--json"] if as_json else [])], n, merge_json=as_json, http=loaded.config.http
-        )
+        render = None if as_json else print_summary
+        return supervise(args, n, merge_json=True, http=loaded.config.http, render=render)
     _setup_logging(loaded)
     result = _run(loaded, Backfill(begin), show_progress=sys.stderr.isatty() and not as_json)
     if isinstance(result, int):

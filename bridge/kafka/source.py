@@ -82,6 +82,9 @@ class KafkaSource:
         s = self.settings
         if s.explicit:
             tps = [TopicPartition(e.topic, p) for e in s.explicit for p in e.partitions]
+            if self._share is not None:  # --workers N: worker i takes every N-th, from the i-th
+                index, count = self._share
+                tps = [tp for i, tp in enumerate(tps) if i % count == index]
             known = await self._known_partitions({e.topic for e in s.explicit})
             missing = [tp for tp in tps if tp not in known]
             if missing:
@@ -91,7 +94,9 @@ class KafkaSource:
             for e in s.explicit:
                 if e.offset is None:
                     continue
-                explicit = [TopicPartition(e.topic, p) for p in e.partitions]
+                explicit = [tp for tp in (TopicPartition(e.topic, p) for p in e.partitions) if tp in tps]
+                if not explicit:
+                    continue
                 if e.offset == OFFSET_END:  # franz-go's Offset.At(-1), as kafka_franz
                     await self._consumer.seek_to_end(*explicit)
                 elif e.offset == OFFSET_START:  # At(-2)

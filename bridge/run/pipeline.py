@@ -731,7 +731,9 @@ class Pipeline:
                 max_control_line=self.config.bridge.max_control_line,
                 reply=MAX_REPLY_LEN,
             )
-            source = KafkaSource(self.settings, self, self._share if self.mode.bounded else None)
+            # a bounded run, or explicit partitions (no group to share them): this worker's share only
+            shared = self.mode.bounded or bool(self.settings.explicit)
+            source = KafkaSource(self.settings, self, self._share if shared else None)
             run = self._running = _Running(sink, source, router, asyncio.get_running_loop().create_future())
             await _unless_stopped(stop, source.start())
             missing = await _unless_stopped(stop, source.missing_topics())

@@ -5,7 +5,10 @@ processes with the same config use N cores with no coordination of our own (past
 replicas of the worker in one group do the same). The supervisor starts the children in their own
 sessions (a terminal's Ctrl-C reaches only the supervisor), forwards each SIGTERM/SIGINT it gets to
 every child once — so a second signal still means "exit at once" — and exits with the worst child's
-exit code. For ``backfill --json`` it merges the children's summaries into one. A backfill joins no
+exit code. A worker that fails or is killed before any signal makes the supervisor stop the others
+and exit with its code (so that Kubernetes or compose restarts the whole, rather than the process
+running on with a share of its partitions unread). ``backfill`` workers report in JSON and the
+supervisor prints one summary, merged (a table, or JSON with ``--json``). A backfill joins no
 group: worker ``i`` of ``N`` ($KJB_WORKER_INDEX, $KJB_WORKERS) reads every N-th partition from the
 i-th (``worker_share``).
 
@@ -25,7 +28,7 @@ import shutil
 import signal
 import sys
 import tempfile
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -95,13 +98,26 @@ def _merge(summaries: list[dict[str, Any]]) -> dict[str, Any]:
 
 
 def supervise(
-    child_args: Sequence[str], workers: int, merge_json: bool = False, http: HttpSection | None = None
+    child_args: Sequence[str],
+    workers: int,
+    merge_json: bool = False,
+    http: HttpSection | None = None,
+    render: Callable[[dict[str, Any]], None] | None = None,
 ) -> int:
-    """Run ``python -m bridge <child_args>`` ``workers`` times in parallel; see the module docstring."""
-    return asyncio.run(_supervise(child_args, workers, merge_json, http or HttpSection(enabled=False)))
+    """Run ``python -m bridge <child_args>`` ``workers`` times in parallel; see the module docstring.
+    ``merge_json``: the children print JSON summaries, merged into one, printed as JSON or by ``render``."""
+    return asyncio.run(
+        _supervise(child_args, workers, merge_json, http or HttpSection(enabled=False), render)
+    )
 
 
-async def _supervise(child_args: Sequence[str], workers: int, merge_json: bool, http: HttpSection) -> int:
+async def _supervise(
+    child_args: Sequence[str],
+    workers: int,
+    merge_json: bool,
+    http: HttpSection,
+    render: Callable[[dict[str, Any]], None] | None = None,
+) -> int:
     from bridge.ops.fanin import FanIn  # aiohttp: only when the supervisor serves HTTP
 
     ports = Path(tempfile.mkdtemp(prefix="kjb-workers-"))
@@ -134,7 +150,11 @@ async def _supervise(child_args: Sequence[str], workers: int, merge_json: bool, 
                 )
             )
 
+        signalled = False
+
         def forward(signum: int) -> None:
+            nonlocal signalled
+            signalled = True
             for proc in procs:
                 if proc.returncode is None:
                     with contextlib.suppress(ProcessLookupError):
@@ -143,7 +163,19 @@ async def _supervise(child_args: Sequence[str], workers: int, merge_json: bool, 
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, forward, sig)
-        outputs = await asyncio.gather(*(proc.communicate() for proc in procs))
+        talks = [asyncio.ensure_future(proc.communicate()) for proc in procs]
+        pending = set(talks)
+        while pending:
+            done, pending = await asyncio.wait(pending, return_when=asyncio.FIRST_COMPLETED)
+            for task in done:
+                i = talks.index(task)
+                code = procs[i].returncode
+                if code and not signalled:
+                    # a worker that failed or was killed: the rest stop too, and the supervisor exits
+                    # with its code, so that whatever restarts the process (Kubernetes, compose) does
+                    log.error("worker_exited", worker=i, exit_code=code, action="stopping the other workers")
+                    forward(signal.SIGTERM)
+        outputs = [task.result() for task in talks]
     finally:
         if server is not None:
             await server.aclose()
@@ -154,6 +186,10 @@ async def _supervise(child_args: Sequence[str], workers: int, merge_json: bool, 
             text = (out or b"").decode()
             if "{" in text:
                 summaries.append(json.loads(text[text.index("{") :]))
-        print(json.dumps(_merge(summaries), indent=2))
+        merged = _merge(summaries)
+        if render is not None:
+            render(merged)
+        else:
+            print(json.dumps(merged, indent=2))
     codes = [proc.returncode if proc.returncode is not None else 1 for proc in procs]
     return max(code if code >= 0 else 128 - code for code in codes)
