@@ -224,8 +224,28 @@ def test_rendered_objects_agree_with_the_values_and_the_config(helm: Path, tmp_p
         ({"config": STRING_CONFIG}, "http.address must listen on httpPort (4195)"),
         ({"keda": {"enabled": True, "minReplicaCount": 4, "maxReplicaCount": 2}}, "minReplicaCount is above"),
         ({"keda": {"enabled": True, "auth": {"username": "U"}}}, "set existingSecret or secretEnv"),
+        ({"config": {"shutdown_timeout": "60s"}}, "must be above config.shutdown_timeout (60s)"),
+        ({"terminationGracePeriodSeconds": 10}, "must be above config.shutdown_timeout (30s)"),
+        ({"workers": 0}, "workers must be a whole number of at least 1"),
+        ({"workers": "abc"}, "workers must be a whole number of at least 1"),
+        ({"keda": {"enabled": True, "minReplicaCount": 0}}, "keda.minReplicaCount must be at least 1"),
+        (
+            {"keda": {"enabled": True, "kafka": {"consumerGroup": "other"}}},
+            "is not the config's consumer_group",
+        ),
     ],
-    ids=["http-off", "port-mismatch", "keda-min-above-max", "keda-auth-without-secret"],
+    ids=[
+        "http-off",
+        "port-mismatch",
+        "keda-min-above-max",
+        "keda-auth-without-secret",
+        "grace-below-shutdown",
+        "grace-too-short",
+        "no-worker",
+        "workers-not-a-number",
+        "keda-min-0",
+        "keda-other-group",
+    ],
 )
 def test_values_that_cannot_work_are_refused(
     helm: Path, tmp_path: Path, values: dict[str, Any], message: str
@@ -233,6 +253,12 @@ def test_values_that_cannot_work_are_refused(
     done = helm_template(helm, values, tmp_path)
     assert done.returncode != 0
     assert message in done.stderr, done.stderr
+
+
+def test_keda_scales_on_the_configs_group(helm: Path, tmp_path: Path) -> None:
+    values = {"keda": {"enabled": True}, "config": {"input": {"kafka_franz": {"consumer_group": "mine"}}}}
+    (trigger,) = render(helm, values, tmp_path)["ScaledObject"]["spec"]["triggers"]
+    assert trigger["metadata"]["consumerGroup"] == "mine"
 
 
 def test_a_config_change_rolls_the_pods(helm: Path, tmp_path: Path) -> None:
