@@ -60,6 +60,17 @@ def text(raw: bytes | None) -> str:
 _UNSET: Any = object()
 
 
+# The kafka_* keys the bridge sets from the record itself. A record header of one of these names cannot
+# change them: ``kafka_topic: payments`` on a record of ``orders`` would otherwise move it to another
+# topic's subject, out of its partition's order. Such a header is kept as ``Kafka-Header-<name>``
+# (Redpanda Connect lets the header win; here the record's own coordinates do).
+OWN_KEYS = frozenset({
+    "kafka_key", "kafka_topic", "kafka_partition", "kafka_offset", "kafka_lag", "kafka_timestamp_unix",
+    "kafka_timestamp_ms", "kafka_tombstone_message",
+})  # fmt: skip
+SHADOW_PREFIX = "Kafka-Header-"
+
+
 class Message:
     """A record plus its metadata. Treated as immutable once built; slots keep it small."""
 
@@ -151,7 +162,7 @@ class Message:
             if self.lag is not None:
                 meta["kafka_lag"] = str(self.lag)
             for name, raw in self.headers:
-                meta[name] = text(raw)
+                meta[SHADOW_PREFIX + name if name in OWN_KEYS else name] = text(raw)
             self._meta = meta
         return meta
 

@@ -466,7 +466,8 @@ class Router:
         name: str | None = None
         if key.startswith(self._prefixes) or any(p.search(key) for p in self._patterns):
             name = RENAMED_PREFIX + key if key[:5].lower() == "nats-" else key
-        self._allowed[key] = name
+        if len(self._allowed) < _SUBJECT_CACHE_MAX:  # record header names are the producer's: bounded
+            self._allowed[key] = name
         return name
 
     def _msg_id_for(self, msg: Message) -> str:

@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 
 import pytest
 
-from bridge.core.message import Message, text
+from bridge.core.message import OWN_KEYS, Message, text
 
 
 @dataclass(frozen=True)
@@ -131,13 +131,16 @@ def test_empty_header_value() -> None:
     assert msg.meta("h") == ""
 
 
-@pytest.mark.parametrize("key", ["kafka_topic", "kafka_partition", "kafka_offset", "kafka_key"])
-def test_header_overrides_kafka_metadata(key: str) -> None:
-    msg = Message.from_record(FakeRecord(headers=[(key, b"from-header")]))
-    # meta() before metadata(): the fast path must not answer for a shadowed key
-    assert msg.meta(key) == "from-header"
-    assert msg.metadata()[key] == "from-header"
-    assert msg.meta(key) == "from-header"
+@pytest.mark.parametrize("key", sorted(OWN_KEYS))
+def test_a_header_never_overrides_the_records_own_kafka_metadata(key: str) -> None:
+    """A record header named ``kafka_topic`` (say) would move the record to another topic's subject: the
+    record's own value stays, the header is kept as ``Kafka-Header-kafka_topic``."""
+    record = FakeRecord(headers=[(key, b"from-header")])
+    own = Message.from_record(FakeRecord(), highwater=100).metadata().get(key)
+    msg = Message.from_record(record, highwater=100)
+    assert msg.meta(key) == own  # meta() before metadata()
+    assert msg.metadata()[key] == own
+    assert msg.meta(f"Kafka-Header-{key}") == "from-header"
 
 
 @pytest.mark.parametrize("headers", [(), [("x", b"y")]], ids=["no-headers", "with-headers"])

@@ -257,21 +257,30 @@ def test_custom_msg_id_template() -> None:
     assert header_lines(envelope) == ["Nats-Msg-Id: user-9:12"]
 
 
-def test_custom_msg_id_reads_metadata_with_header_overrides() -> None:
-    router = make_router(bridge='msg_id: ${! meta("kafka_topic") }-${! meta("kafka_partition") }')
+def test_custom_msg_id_reads_the_records_own_metadata_and_the_shadowed_header_apart() -> None:
+    router = make_router(
+        bridge='msg_id: ${! meta("kafka_topic") }-${! meta("kafka_partition") }-${! meta("Kafka-Header-kafka_topic") }'
+    )
     envelope = router.route(msg(headers=[("kafka_topic", b"shadow")]))
-    assert envelope.msg_id == "shadow-3"
+    assert envelope.msg_id == "orders-3-shadow"
+
+
+def test_a_header_named_kafka_topic_cannot_move_a_record_to_another_subject() -> None:
+    router = make_router()  # subject kafka.${! meta("kafka_topic") }
+    plain = router.route(msg())
+    shadowed = router.route(msg(headers=[("kafka_topic", b"payments"), ("kafka_partition", b"0")]))
+    assert shadowed.subject == plain.subject
 
 
 def test_default_msg_id_is_the_records_coordinates_even_when_headers_shadow_them() -> None:
     """Two records must never share the default id: a header named kafka_offset cannot change it."""
     shadowed = msg(headers=[("kafka_topic", b"shadow"), ("kafka_offset", b"0")])
     assert make_router().route(shadowed).msg_id == "orders-3-41"
-    # A template written by the user reads metadata as Redpanda Connect does: headers shadow kafka_*.
+    # A template written by the user reads the record's own kafka_* too (the headers are Kafka-Header-*).
     spaced = make_router(
         bridge='msg_id: ${!meta("kafka_topic")}-${!meta("kafka_partition")}-${!meta("kafka_offset")}'
     ).route(shadowed)
-    assert spaced.msg_id == "shadow-3-0"
+    assert spaced.msg_id == "orders-3-41"
 
 
 def test_msg_id_value_cannot_inject_header_lines() -> None:
@@ -626,10 +635,10 @@ def test_subject_depending_on_payload_is_not_cached_wrongly() -> None:
     assert router.route(msg(value=b'{"kind": "b"}')).subject == "t.b"
 
 
-def test_subject_cache_sees_a_header_shadowing_kafka_topic() -> None:
-    router = make_router()
-    assert router.route(msg()).subject == "kafka.orders"
-    assert router.route(msg(headers=[("kafka_topic", b"renamed")])).subject == "kafka.renamed"
+def test_subject_cache_is_not_fooled_by_a_header_named_kafka_topic() -> None:
+    router = make_router(subject='kafka.${! meta("kafka_topic") }.${! meta("Kafka-Header-kafka_topic") }')
+    assert router.route(msg(headers=[("kafka_topic", b"renamed")])).subject == "kafka.orders.renamed"
+    assert router.route(msg(headers=[("kafka_topic", b"other")])).subject == "kafka.orders.other"
 
 
 # --------------------------------------------------------------------------- wire
@@ -906,3 +915,11 @@ def test_envelope_size_is_headers_plus_payload() -> None:
     envelope = make_router().route(msg(value=b"abc"))
     headers, payload = split_tail(envelope.tail)
     assert envelope.size == len(headers) + len(payload)
+
+
+def test_record_header_names_are_not_cached_without_bound() -> None:
+    """Header names are the producer's: one with an id in every name must not grow the router forever."""
+    router = make_router(output="metadata:\n  include_prefixes: [h]")
+    for i in range(5000):
+        router.route(msg(headers=[(f"h{i}", b"v")]))
+    assert len(router._allowed) <= 4096
