@@ -442,6 +442,7 @@ def _summary_json(result: RunResult) -> dict[str, Any]:
                 "committed": r.committed,
                 "undelivered": r.undelivered,
                 "stopped": r.stopped or None,
+                "commit_held": r.held or None,
             }
             for r in result.reports
         ],
@@ -489,6 +490,8 @@ def print_summary(summary: dict[str, Any]) -> None:
     for r in parts:
         if r.get("stopped"):
             print(f"STOPPED: {r['stopped']}")
+        if r.get("commit_held"):
+            print(f"NOT COMMITTED: {r['topic']}/{r['partition']}: {r['commit_held']}")
     if summary.get("error"):
         print(f"FAILED: {summary['error']}")
 

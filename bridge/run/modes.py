@@ -58,6 +58,10 @@ class Mode(Protocol):
         """(start, end) of what this run is to deliver of ``tp``; None when the mode plans no end."""
         ...
 
+    def holds_commit(self, tp: TopicPartition, committed: int | None) -> str | None:
+        """Why ``tp``'s offsets must not be committed to the group (None: they may be)."""
+        ...
+
 
 class Continuous:
     name = "continuous"
@@ -80,6 +84,9 @@ class Continuous:
 
     def planned(self, tp: TopicPartition) -> tuple[int, int] | None:
         return None  # replication has no end
+
+    def holds_commit(self, tp: TopicPartition, committed: int | None) -> str | None:
+        return None
 
 
 def parse_start(value: str) -> str | int:
@@ -163,3 +170,20 @@ class Backfill:
         if bounds is None:
             return None
         return bounds.start, bounds.listed_end if bounds.end is None else bounds.end
+
+    def holds_commit(self, tp: TopicPartition, committed: int | None) -> str | None:
+        """A backfill from a timestamp that starts past the group's committed offset would, by committing,
+        move the group over records nobody copied (a later ``run`` would never read them): the group keeps
+        its offset for that partition."""
+        bounds = self.bounds.get(tp)
+        if (
+            not isinstance(self.start, int)
+            or bounds is None
+            or committed is None
+            or committed >= bounds.start
+        ):
+            return None
+        return (
+            f"the group's committed offset {committed} is before where --from starts ({bounds.start}): "
+            f"records {committed}..{bounds.start - 1} were not copied, so the group keeps {committed}"
+        )

@@ -87,6 +87,7 @@ class PartitionReport:
     committed: int | None = None
     undelivered: int = 0  # backfill: records below the end offset neither stored nor dead-lettered
     stopped: str = ""
+    held: str = ""  # why its offsets are not committed to the group (Mode.holds_commit)
 
 
 @dataclass(frozen=True, slots=True)
@@ -357,6 +358,10 @@ class Pipeline:
             part.ledger.advance(await source.position(tp))
             if source.has_group:
                 part.ledger.committed = await source.committed(tp)
+                held = self.mode.holds_commit(tp, part.ledger.committed)
+                if held:
+                    part.report.held, part.report.committed = held, part.ledger.committed
+                    log.warning("commit_held", partition=f"{tp.topic}/{tp.partition}", reason=held)
             bounds = self.mode.planned(tp)
             if bounds is not None and part.report.start is None:
                 part.report.start = bounds[0]
@@ -474,6 +479,10 @@ class Pipeline:
 
     async def _commit(self, run: _Running, offsets: dict[TopicPartition, int], reason: str) -> None:
         if not run.source.has_group:
+            return
+        offsets = {tp: o for tp, o in offsets.items() if not ((p := self._parts.get(tp)) and p.report.held)}
+        if not offsets:
+            self._last_commit_ok = time.monotonic()  # nothing it may commit is owed
             return
         offsets = await self._same_topics(run, offsets)
         if not offsets:
@@ -776,7 +785,9 @@ class Pipeline:
             error = self._incomplete() or BackfillIncomplete({})  # a signal came before its end
         if error is None and self.mode.bounded and self.settings.group:
             unsaved = [
-                f"{tp.topic}/{tp.partition}" for tp, p in self._parts.items() if p.ledger.needs_commit()
+                f"{tp.topic}/{tp.partition}"
+                for tp, p in self._parts.items()
+                if p.ledger.needs_commit() and not p.report.held
             ]
             if unsaved:
                 error = CommitsRefused(self.settings.group, sorted(unsaved))

@@ -221,3 +221,33 @@ async def test_a_member_joining_during_the_backfill_makes_its_commits_refused(
             assert "were refused: a member joined consumer group" in summary["error"]
             assert run.stop(timeout=40) == 0
     assert await stream_count(nats_url, stream) == 10  # stored once, whoever published it
+
+
+async def test_a_backfill_from_a_timestamp_never_moves_the_group_over_records_nobody_copied(
+    kafka: Kafka, nats_url: str, names: dict, workdir: Path
+) -> None:
+    """The group has committed 5 of 10 records; ``--from`` a time after all of them starts at the end: it
+    copies nothing, and committing the end would make the next ``run`` skip records 5..9 for good. The
+    group keeps 5, the summary says why, and the next backfill from the group's offsets copies them."""
+    topic, group, prefix, stream = names["topic"], names["group"], names["prefix"], names["stream"]
+    await create_topic(kafka.bootstrap, topic, 1)
+    await create_stream(nats_url, stream, [f"{prefix}.>"])
+    cfg = write_config(workdir / "c.yaml", brokers=kafka.bootstrap, topics=[topic], group=group,
+                       nats_url=nats_url, subject=f"{prefix}.data")  # fmt: skip
+    await produce(kafka.bootstrap, topic, [Record(0, b"k", f"v{i}".encode()) for i in range(5)])
+    assert run_cli("backfill", str(cfg), "--json").returncode == 0
+    assert await committed_offsets(kafka.bootstrap, group, topic) == {0: 5}
+    await produce(kafka.bootstrap, topic, [Record(0, b"k", f"v{i}".encode()) for i in range(5, 10)])
+
+    future = run_cli("backfill", str(cfg), "--from", "2099-01-01T00:00:00Z")
+    assert future.returncode == 0, future.stderr[-3000:]
+    assert f"NOT COMMITTED: {topic}/0: the group's committed offset 5 is before where --from starts (10)" in (
+        future.stdout
+    ), future.stdout
+    assert await committed_offsets(kafka.bootstrap, group, topic) == {0: 5}
+
+    past = run_cli("backfill", str(cfg), "--json", "--from", "1970-01-02T00:00:00Z")  # starts at 0 ≤ 5
+    assert past.returncode == 0, past.stderr[-3000:]
+    assert report(past.stdout)["partitions"][0]["commit_held"] is None
+    assert await committed_offsets(kafka.bootstrap, group, topic) == {0: 10}
+    assert await stream_count(nats_url, stream) == 10
