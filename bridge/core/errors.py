@@ -24,6 +24,7 @@ BridgeError                the CLI's contract: a message, an exit code, retriabl
 │   └── InterpolationError a ${! } query failed for one message
 ├── PartitionStopped       a partition stopped on a RecordError without a dead-letter route
 ├── UndecodableBatch       a fetched record batch uses a codec this install cannot decode
+├── UnreadableRecord       a fetched record aiokafka cannot decode (a header name that is not UTF-8)
 ├── DeliveryFailed         a partition could not deliver within its retry budget
 ├── LogRewound             a partition's log went back under the bridge (the topic was deleted and
 │                          created again, or truncated): nothing of it is committed from then on
@@ -238,6 +239,21 @@ class UndecodableBatch(BridgeError):
         super().__init__(
             f"Kafka ({brokers}): record batch of {where} compressed with {codec}, "
             f"which this install cannot decode{hint}"
+        )
+
+
+class UnreadableRecord(BridgeError):
+    """A fetched record aiokafka cannot decode although its batch's codec is known: a record header name
+    that is not UTF-8 (aiokafka decodes header names as UTF-8; Kafka allows any bytes). The whole batch
+    fails to parse, so no record of it can be routed or dead-lettered: the run stops, naming the batch;
+    what was delivered before is committed."""
+
+    def __init__(self, brokers: str, where: str, what: str) -> None:
+        self.where = where
+        super().__init__(
+            f"Kafka ({brokers}): a record in the batch of {where} cannot be read: {what}. No record of that "
+            "batch can be copied; remove or rewrite it (for example by moving the group past it once its "
+            "records are copied by other means)"
         )
 
 

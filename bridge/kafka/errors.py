@@ -41,7 +41,7 @@ from aiokafka.errors import (
 )
 
 from bridge.core.config import KafkaSettings
-from bridge.core.errors import AuthError, BridgeError, KafkaUnavailable, UndecodableBatch
+from bridge.core.errors import AuthError, BridgeError, KafkaUnavailable, UndecodableBatch, UnreadableRecord
 from bridge.kafka.protocol import batch_of
 
 __all__ = ["forget_causes", "listener_mismatch", "translate", "undecodable_batch"]
@@ -166,6 +166,8 @@ def translate(exc: BaseException, settings: KafkaSettings) -> BridgeError:
     brokers = ",".join(settings.brokers)
     if isinstance(exc, UnsupportedCodecError):
         return undecodable_batch(exc, brokers)
+    if isinstance(exc, UnicodeDecodeError):  # aiokafka decodes header names as UTF-8
+        return UnreadableRecord(brokers, batch_of(exc), "a record header name that is not UTF-8")
     if isinstance(exc, KafkaConnectionError) and "Unable to bootstrap" in str(exc):
         found = [b for b in settings.brokers if b in _BOOTSTRAP.causes]
         s = settings

@@ -130,13 +130,13 @@ class KafkaSource:
         if s.group:
             try:
                 members = await protocol.group_members(self._consumer, s.group)
-            except KafkaError as exc:
+            except (KafkaError, UnicodeDecodeError) as exc:
                 raise translate(exc, s) from exc
             if members:
                 raise GroupInUse(s.group, len(members))
         try:
             existing = await self._consumer.topics()
-        except KafkaError as exc:
+        except (KafkaError, UnicodeDecodeError) as exc:
             raise translate(exc, s) from exc
         if s.regexp:
             pattern = re.compile("|".join(f"(?:{t})" for t in s.topics))
@@ -155,7 +155,7 @@ class KafkaSource:
             return []
         try:
             existing = await self._consumer.topics()
-        except KafkaError as exc:
+        except (KafkaError, UnicodeDecodeError) as exc:
             raise translate(exc, self.settings) from exc
         return [t for t in self.settings.topics if t not in existing]
 
@@ -163,7 +163,7 @@ class KafkaSource:
         """Each topic's ID, ``""`` when it does not exist (any more) or the broker reports none."""
         try:
             return await protocol.consumer_topic_ids(self._consumer, sorted(set(topics)))
-        except KafkaError as exc:
+        except (KafkaError, UnicodeDecodeError) as exc:
             raise translate(exc, self.settings) from exc
 
     async def _start_once(self) -> None:
@@ -209,7 +209,7 @@ class KafkaSource:
             if tp is None:
                 raise translate(exc, self.settings) from exc
             raise LogRewound.start_past_end(tp.topic, tp.partition, offset, self.settings.group) from exc
-        except KafkaError as exc:
+        except (KafkaError, UnicodeDecodeError) as exc:
             raise translate(exc, self.settings) from exc
         return result
 
@@ -261,7 +261,7 @@ class KafkaSource:
     async def end_offsets(self, tps: Sequence[TopicPartition]) -> dict[TopicPartition, int]:
         try:
             result: dict[TopicPartition, int] = await self._consumer.end_offsets(list(tps))
-        except KafkaError as exc:
+        except (KafkaError, UnicodeDecodeError) as exc:
             raise translate(exc, self.settings) from exc
         return result
 
@@ -282,7 +282,7 @@ class KafkaSource:
             return {}
         try:
             found = await protocol.committed_metadata(self._consumer, list(tps))
-        except KafkaError as exc:
+        except (KafkaError, UnicodeDecodeError) as exc:
             raise translate(exc, self.settings) from exc
         out: dict[TopicPartition, str] = {}
         for tp, metadata in found.items():
@@ -320,7 +320,7 @@ class KafkaSource:
         except KafkaUnavailable as exc:
             log.warning("commit_failed", error=str(exc), partitions=len(offsets))
             return False
-        except KafkaError as exc:
+        except (KafkaError, UnicodeDecodeError) as exc:
             raise translate(exc, self.settings) from exc
         return True
 
