@@ -111,9 +111,10 @@ class KafkaUnavailable(UnavailableError):
 class TopicNotFound(UnavailableError):
     retriable = False
 
-    def __init__(self, brokers: str, topics: list[str]) -> None:
+    def __init__(self, brokers: str, topics: list[str], matching: bool = False) -> None:
         self.topics = topics
-        BridgeError.__init__(self, f"Kafka ({brokers}) has no topic {', '.join(repr(t) for t in topics)}")
+        names = ", ".join(repr(t) for t in topics)
+        BridgeError.__init__(self, f"Kafka ({brokers}) has no topic {'matching ' if matching else ''}{names}")
         self.what = f"Kafka ({brokers})"
         self.detail = "topic not found"
 

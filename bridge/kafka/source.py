@@ -26,7 +26,7 @@ from aiokafka.errors import CommitFailedError, IllegalStateError, KafkaError, Of
 
 from bridge.core.config import KafkaSettings
 from bridge.core.config.kafka import OFFSET_END, OFFSET_START
-from bridge.core.errors import GroupInUse, KafkaUnavailable, LogRewound
+from bridge.core.errors import GroupInUse, KafkaUnavailable, LogRewound, TopicNotFound
 from bridge.kafka import protocol
 from bridge.kafka.errors import forget_causes, translate
 from bridge.kafka.options import consumer_options
@@ -141,13 +141,15 @@ class KafkaSource:
         if s.regexp:
             pattern = re.compile("|".join(f"(?:{t})" for t in s.topics))
             topics = sorted(t for t in existing if pattern.fullmatch(t) and not t.startswith("__"))
+            if not topics:
+                raise TopicNotFound(self.brokers, list(s.topics), matching=True)  # nothing to copy
         else:
             topics = [t for t in s.topics if t in existing]  # missing ones: missing_topics() says so
         every = sorted(await self._known_partitions(set(topics)))
         mine = [tp for i, tp in enumerate(every) if i % count == index]
         self._consumer.assign(mine)
-        if mine:
-            await self._hooks.partitions_assigned(set(mine))
+        # even none (more workers than partitions): the backfill then has nothing to wait for and ends
+        await self._hooks.partitions_assigned(set(mine))
 
     async def missing_topics(self) -> list[str]:
         """Named topics (not patterns, not explicit partitions) that the cluster does not have."""

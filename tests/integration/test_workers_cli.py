@@ -100,3 +100,31 @@ async def test_a_killed_worker_stops_the_others(
         assert not psutil.pid_exists(survivor) or psutil.Process(survivor).status() == psutil.STATUS_ZOMBIE
     (exited,) = bridge.events("worker_exited")
     assert exited["exit_code"] == -signal.SIGKILL
+
+
+async def test_a_backfill_worker_without_partitions_ends(
+    kafka: Kafka, nats_url: str, names: dict, workdir: Path
+) -> None:
+    """Four workers, three partitions: the fourth has nothing to copy and ends (it used to wait forever)."""
+    topic, stream, group, prefix = names["topic"], names["stream"], names["group"], names["prefix"]
+    await create_topic(kafka.bootstrap, topic, 3)
+    await create_stream(nats_url, stream, [f"{prefix}.>"])
+    await produce(kafka.bootstrap, topic, sample_records(3, 10))
+    cfg = write_config(workdir / "c.yaml", brokers=kafka.bootstrap, topics=[topic], group=group,
+                       nats_url=nats_url, subject=f"{prefix}.w")  # fmt: skip
+    done = run_cli("backfill", str(cfg), "--json", "--workers", "4", timeout=120)
+    assert done.returncode == 0, done.stderr[-3000:]
+    report = json.loads(done.stdout[done.stdout.index("{") :])
+    assert report["records"] == 30
+    assert report["workers"] == 4
+
+
+async def test_a_backfill_whose_topic_pattern_matches_nothing_says_so(
+    kafka: Kafka, nats_url: str, names: dict, workdir: Path
+) -> None:
+    cfg = write_config(workdir / "c.yaml", brokers=kafka.bootstrap, topics=[names["topic"] + "-nothing-.*"],
+                       group=names["group"], nats_url=nats_url, subject=f"{names['prefix']}.w",
+                       extra_input={"regexp_topics": True})  # fmt: skip
+    done = run_cli("backfill", str(cfg), timeout=120)
+    assert done.returncode == 3, done.stderr[-3000:]
+    assert f"has no topic matching '{names['topic']}-nothing-.*'" in done.stderr + done.stdout
