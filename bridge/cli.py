@@ -24,6 +24,7 @@ import json
 import os
 import signal
 import sys
+import threading
 import time
 from collections.abc import Sequence
 from typing import Any, NoReturn, TextIO
@@ -365,7 +366,20 @@ def _read_env_files(files: Sequence[str]) -> None:
 # ---------------------------------------------------------------------------- run / backfill
 
 
-def _install_signals(loop: asyncio.AbstractEventLoop, stop: asyncio.Event) -> None:
+# After shutdown_timeout a stuck step (a client library that does not give up when cancelled, a broker
+# that does not answer) ends the process anyway: "20 s means 20 s", plus this margin.
+HARD_STOP_MARGIN = 2.0
+
+
+def _install_signals(loop: asyncio.AbstractEventLoop, stop: asyncio.Event, shutdown_timeout: float) -> None:
+    def hard_stop() -> None:
+        sys.stderr.write(
+            f"shutdown_timeout ({shutdown_timeout:g}s) passed with the shutdown not done: exiting now; "
+            "uncommitted records will be read again\n"
+        )
+        sys.stderr.flush()
+        os._exit(int(ExitCode.FAILED))
+
     def on_signal(signum: int) -> None:
         if stop.is_set():
             sys.stderr.write("second signal: exiting now; uncommitted records will be read again\n")
@@ -373,6 +387,9 @@ def _install_signals(loop: asyncio.AbstractEventLoop, stop: asyncio.Event) -> No
             os._exit(int(ExitCode.INTERRUPTED))
         log.info("stopping", signal=signal.Signals(signum).name)
         stop.set()
+        timer = threading.Timer(shutdown_timeout + HARD_STOP_MARGIN, hard_stop)  # a thread: a stuck loop too
+        timer.daemon = True
+        timer.start()
 
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, on_signal, sig)
@@ -382,7 +399,7 @@ async def _run_pipeline(loaded: config_mod.Loaded, mode: Mode, show_progress: bo
     from bridge.ops import http as http_mod  # aiohttp and prometheus-client: only for run and backfill
 
     stop = asyncio.Event()
-    _install_signals(asyncio.get_running_loop(), stop)
+    _install_signals(asyncio.get_running_loop(), stop, loaded.config.shutdown_timeout)
     if not show_progress:
         pipeline = Pipeline(loaded, mode, share=worker_share())
         async with http_mod.serving(loaded.config.http, pipeline, mode.name):  # hook: /ping /ready /metrics
