@@ -79,8 +79,8 @@ class Problem:
 
     def __str__(self) -> str:
         where = f"line {self.line}: " if self.line else ""
-        path = self.path or "<root>"
-        return f"{where}{path}: {self.message}"
+        path = f"{self.path}: " if self.path else ""  # no path: the file as a whole
+        return f"{where}{path}{self.message}"
 
 
 class ConfigError(BridgeError):

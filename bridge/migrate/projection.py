@@ -68,7 +68,9 @@ class Projection:
     )
 
     @classmethod
-    def from_loaded(cls, loaded: Loaded) -> Projection:
+    def from_loaded(cls, loaded: Loaded, command: str = "verify") -> Projection:
+        """The projection of ``loaded``'s output; ``command`` (``verify``, ``translate``) is named when
+        the config does not let it map messages back to offsets."""
         out = loaded.output
         configured = frozenset(name.lower() for name in out.headers)
         proj = cls(
@@ -84,7 +86,7 @@ class Projection:
         default_id = loaded.config.bridge.msg_id is None and "nats-msg-id" not in configured
         if not by_metadata and not default_id:
             raise VerifyError(
-                "verify cannot map stream messages back to Kafka offsets with this config: send the "
+                f"{command} cannot map stream messages back to Kafka offsets with this config: send the "
                 "kafka_topic, kafka_partition and kafka_offset metadata (output.nats_jetstream.metadata."
                 "include_prefixes: [kafka_]) or keep the default Nats-Msg-Id (leave bridge.msg_id unset)"
             )

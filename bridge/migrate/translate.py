@@ -267,13 +267,13 @@ def _skip_by(loaded: Loaded, projection: Projection) -> str:
 async def translate(loaded: Loaded, group: str, stream: str | None = None) -> Translation:
     started = time.monotonic()
     try:
-        projection = Projection.from_loaded(loaded)
+        projection = Projection.from_loaded(loaded, "translate")
     except VerifyError as exc:
         raise ConfigError([Problem("output.nats_jetstream.metadata", 0, exc.detail)], loaded.source) from exc
     problem = _subject_problem(loaded)
     if problem is not None:
         path = ("output", "nats_jetstream", "subject")
-        raise ConfigError([Problem(".".join(path), loaded.lines.get(path, 0), problem)], loaded.source)
+        raise ConfigError([loaded.problem(path, problem)], loaded.source)
     bridge_group = loaded.kafka.group or None
     async with (
         KafkaReader(loaded.kafka, group=group) as reader,

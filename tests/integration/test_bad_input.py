@@ -42,7 +42,7 @@ output:
 @pytest.mark.parametrize(
     ("text", "expected"),
     [
-        pytest.param(VALID.replace("topics: [orders]", "topics: [orders"), r":5: <root>: invalid YAML", id="yaml"),
+        pytest.param(VALID.replace("topics: [orders]", "topics: [orders"), r":5: invalid YAML", id="yaml"),
         pytest.param(VALID.replace("    subject:", "    subjekt:"), r":9: output\.nats_jetstream\.subjekt: unknown field", id="unknown"),
         pytest.param(VALID + "    max_in_flight: lots\n", r":10: output\.nats_jetstream\.max_in_flight: .*integer", id="type"),
         pytest.param(VALID.replace("consumer_group: g", "consumer_group: ${NO_SUCH_VAR_X}"), r":5: input\.kafka_franz\.consumer_group: environment variable NO_SUCH_VAR_X is not set", id="env"),

@@ -124,6 +124,9 @@ def test_bench_and_dev_show_their_defaults() -> None:
         (("dev", "--records", "-5"), "argument --records: must be at least 1, not -5"),
         (("run", "c.yaml", "--bogus"), "unrecognized arguments: --bogus"),
         (("run", "c.yaml", "-e", "/nonexistent/x.env"), "/nonexistent/x.env: cannot read env file"),
+        (("run", "c.yaml", "--workers", "1000"), "argument --workers: must be at most 64, not 1000"),
+        (("backfill", "c.yaml", "--workers", "65"), "argument --workers: must be at most 64, not 65"),
+        (("translate", "c.yaml", "--group", ""), "argument --group: must not be empty"),
     ],
 )  # fmt: skip
 def test_a_bad_command_line_exits_2_in_the_users_words(
@@ -220,6 +223,13 @@ def test_lint_sorts_by_line_and_warns_about_what_has_no_effect(tmp_path: Path) -
          ":9: output.nats_jetstream.subject: subject 'orders.*' contains the wildcard token '*'"),
         (VALID.replace('orders.${! meta("kafka_partition") }', "orders..x"),
          ":9: output.nats_jetstream.subject: subject 'orders..x' has an empty token"),
+        (VALID.replace("nats://127.0.0.1:9", "nats://127.0.0.1:abc"),
+         ":8: output.nats_jetstream.urls: URL 'nats://127.0.0.1:abc' has the port 'abc', which is not a number"),
+        (VALID.replace("nats://127.0.0.1:9", "'nats://h h:4222'"),
+         ":8: output.nats_jetstream.urls: URL 'nats://h h:4222' has whitespace in its host"),
+        (VALID + "bridge:\n  workers: 1000\n", ":11: bridge.workers: must be at most 64, not 1000"),
+        (VALID.replace("topics: [orders]", "topics: [orders, orders]"),
+         ":2: input.kafka_franz: topic 'orders' is named twice in topics"),
     ],
 )  # fmt: skip
 def test_what_can_never_work_exits_2_before_connecting(
@@ -231,6 +241,61 @@ def test_what_can_never_work_exits_2_before_connecting(
         assert done.returncode == 2, (args, done.stdout, done.stderr)
         if expected:
             assert f"{cfg}{expected}" in done.stdout + done.stderr
+
+
+# --------------------------------------------------------------------------- attack B through the CLI
+
+
+def test_skip_env_var_check_lints_the_shipped_configs_without_their_variables() -> None:
+    """Attack B, item 5: the empty values of unset variables broke other rules (no topic, SASL without
+    a user, a client certificate without files); a CI job without the secrets could not lint."""
+    names = ("configs/backfill.yaml", "configs/secured.yaml")
+    done = run_cli("lint", "--skip-env-var-check", *names)
+    assert (done.returncode, done.stdout.splitlines()) == (0, [f"{n}: ok" for n in names]), done.stdout
+
+
+def test_a_redpanda_connect_file_lints_with_warnings_in_plain_words(tmp_path: Path) -> None:
+    """Attack B, items 2, 3, 4, 7, 9: the skeleton and inert fields are accepted, tracers warned about,
+    a msg_id records share warned about; a problem names no Python type, a null key has its line."""
+    cfg = write(
+        tmp_path,
+        VALID.replace("    consumer_group: g\n", "    consumer_group: g\n    partition_buffer_bytes: 1MB\n"
+                      "    regexp_topics_include: []\n    tcp: {connect_timeout: 0s}\n")
+        + "bridge:\n  msg_id: ${! meta(\"kafka_key\") }\ninput_resources: []\ntests: []\n"
+        + "tracer:\n  jaeger: {agent_address: localhost:6831}\nmetrics:\n  json_api: {}\n  mapping: ''\n"
+        + "http:\n  cert_file: ''\n  cors: {enabled: false}\n  basic_auth: {enabled: false}\n",
+    )  # fmt: skip
+    done = run_cli("lint", str(cfg))
+    assert done.returncode == 0, done.stdout
+    assert [line.split(": warning:")[0] for line in done.stdout.splitlines()] == [
+        f"{cfg}:6: input.kafka_franz.partition_buffer_bytes",
+        f"{cfg}:14: bridge.msg_id",
+        f"{cfg}:18: tracer.jaeger",
+        f"{cfg}:20: metrics.json_api",
+        f"{cfg}: ok",
+    ]
+    assert "JetStream drops all but the first of them as duplicates" in done.stdout
+    cfg.write_text(VALID + "    auth: x\n    tls: true\n~: 1\n")
+    done = run_cli("lint", str(cfg))
+    assert done.returncode == 2
+    assert done.stdout.splitlines() == [
+        f"{cfg}:10: output.nats_jetstream.auth: expected a mapping (name: value lines) (got 'x')",
+        f"{cfg}:11: output.nats_jetstream.tls: expected a mapping (name: value lines) (got true)",
+        f"{cfg}:12: a key is null (~): a key must be a name (quote it to mean the text)",
+    ]
+
+
+def test_a_problem_from_set_names_the_set_not_a_line() -> None:
+    """Attack B, item 10: it said ``local.yaml:19:``, the line of the ``${NATS_URL:...}`` it replaced."""
+    done = run_cli(
+        "streams", "ensure", "configs/local.yaml", "--set", "output.nats_jetstream.urls.0=http://x"
+    )
+    assert done.returncode == 2
+    assert (
+        "configs/local.yaml: output.nats_jetstream.urls: URL 'http://x': the scheme 'http' is not a NATS scheme"
+        in done.stderr + done.stdout
+    )
+    assert "(set by --set output.nats_jetstream.urls.0=…)" in done.stderr + done.stdout
 
 
 # --------------------------------------------------------------------------- F8, F9, F14 through the CLI

@@ -177,7 +177,7 @@ def test_a_50_mb_config(base: dict, workdir: Path) -> None:
         line = "      - " + "a" * 70 + "\n"
         fh.write(line * (50 * 1024 * 1024 // len(line)))
     for run in every_command(cfg):
-        run.check(r"big\.yaml: <root>: cannot read config file: it is 50 MiB, more than the 1 MiB allowed")
+        run.check(r"big\.yaml: cannot read config file: it is 50 MiB, more than the 1 MiB allowed")
 
 
 # --------------------------------------------------------------------------- credential files

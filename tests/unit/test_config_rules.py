@@ -235,4 +235,4 @@ def test_a_set_that_is_not_one_is_a_problem(expression: str, message: str) -> No
 def test_a_problem_in_a_value_set_says_so() -> None:
     found = problems(BASE, sets=("output.nats_jetstream.max_in_flight=lots",))
     assert [(p.path, p.line) for p in found] == [("output.nats_jetstream.max_in_flight", 0)]
-    assert found[0].message.endswith("(set by --set)")
+    assert found[0].message.endswith("(set by --set output.nats_jetstream.max_in_flight=…)")

@@ -64,10 +64,10 @@ def test_stream_section_defaults_and_fields() -> None:
             "name: S\n    duplicate_window: 2h\n    max_age: 1h",
             "duplicate_window cannot be longer than max_age",
         ),
-        ("name: S\n    replicas: 7", "less than or equal to 5"),
+        ("name: S\n    replicas: 7", "must be at most 5"),
         ("name: S\n    storage: disk", "'file' or 'memory'"),
         ("name: S\n    subjects: ['a..b']", "invalid subject"),
-        ("name: S\n    max_msgs: -2", "greater than or equal to -1"),
+        ("name: S\n    max_msgs: -2", "must be at least -1"),
         ("name: S\n    sealed: true", "unknown field"),
     ],
 )
@@ -221,6 +221,22 @@ def test_projection_needs_a_way_back_to_the_offsets() -> None:
                    source="t.yaml", environ={})  # fmt: skip
     with pytest.raises(VerifyError, match="include_prefixes: \\[kafka_\\]"):
         Projection.from_loaded(loaded)
+    with pytest.raises(VerifyError, match=r"^verify cannot map"):
+        Projection.from_loaded(loaded)
+
+
+def test_translate_names_itself_when_it_cannot_map_back() -> None:
+    """Attack B, item 11: translate said "verify cannot map ..."; it fails before connecting."""
+    import asyncio
+
+    from bridge.migrate.translate import translate
+
+    loaded = parse(BASE.replace("SUBJECT", "s") + 'bridge:\n  msg_id: ${! meta("kafka_key") }\n',
+                   source="t.yaml", environ={})  # fmt: skip
+    with pytest.raises(ConfigError) as info:
+        asyncio.run(translate(loaded, "app3"))
+    (problem,) = info.value.problems
+    assert problem.message.startswith("translate cannot map stream messages back to Kafka offsets")
 
 
 def test_dead_letter_messages_map_by_their_kafka_headers() -> None:

@@ -12,6 +12,7 @@ What other layers import is re-exported here. Pure package.
 from bridge.core.config.kafka import KafkaSettings, TopicPartitions, kafka_settings, parse_topics
 from bridge.core.config.loader import Loaded, Templates, credential_files, load, parse, substitute_env
 from bridge.core.config.models import (
+    MAX_WORKERS,
     TLS,
     BridgeSection,
     ClientCert,
@@ -27,11 +28,13 @@ from bridge.core.config.models import (
     OutputSection,
     StreamSection,
     url_credentials,
+    workers_limit,
 )
 from bridge.core.config.secrets import is_secret, secret_paths
 from bridge.core.config.units import parse_duration, parse_size
 
 __all__ = [
+    "MAX_WORKERS",
     "TLS",
     "BridgeSection",
     "ClientCert",
@@ -61,4 +64,5 @@ __all__ = [
     "secret_paths",
     "substitute_env",
     "url_credentials",
+    "workers_limit",
 ]

@@ -84,6 +84,7 @@ class Reference:
     value: str | None  # None: unset, no default
     from_default: bool
     nested_default: bool  # the default holds ${...}, taken literally
+    skipped: bool = False  # unset without a default, taken as empty (lint --skip-env-var-check)
 
 
 @dataclass(slots=True)
@@ -105,6 +106,11 @@ class Substitution:
     def unset(self) -> list[int]:
         """The references to a variable that is not set and has no default."""
         return [i for i, ref in enumerate(self.references) if ref.value is None]
+
+    @property
+    def skipped(self) -> list[int]:
+        """The references to an unset variable taken as empty (``lint --skip-env-var-check``)."""
+        return [i for i, ref in enumerate(self.references) if ref.skipped]
 
     # ------------------------------------------------------------------ into the composed YAML
     # (``bridge.core.config.yamldoc.ScalarFill``)
@@ -171,15 +177,15 @@ def scan(text: str, environ: Mapping[str, str], *, skip_unset: bool = False) -> 
     for match in _ENV_REF.finditer(text):
         name, default = match.group(1), match.group(2)
         value = environ.get(name)
-        from_default = False
+        from_default = skipped = False
         if not value and default is not None:
             value, from_default = default, True
         elif value is None and skip_unset:
-            value = ""
+            value, skipped = "", True
         index = len(out.references)
         nested = from_default and bool(_NESTED.search(value or ""))
         line = text.count("\n", 0, match.start()) + 1
-        out.references.append(Reference(name, line, value, from_default, nested))
+        out.references.append(Reference(name, line, value, from_default, nested, skipped))
         size = sizes.get(value or "")
         if size is None:
             size = sizes[value or ""] = len((value or "").encode())

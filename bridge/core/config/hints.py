@@ -7,8 +7,10 @@ Owns three kinds of advice, each attached to the problem or warning of one field
   close-match ratio); ``suggest`` gives it, ``names_at`` lists what is known at a path.
 - **inert fields** (``inert_warnings``): fields Redpanda Connect configs carry that this bridge accepts
   so that the file runs unchanged, but that change nothing here (``tracer``, ``metrics.mapping``,
-  ``metrics.prometheus.push_url``, ``http.debug_endpoints``, ``auto_replay_nacks``, ...): one warning
-  per field written with a value that asks for something, saying it has no effect and why.
+  ``metrics.json_api``, ``metrics.prometheus.push_url``, ``http.debug_endpoints``, ``http.cors``,
+  ``auto_replay_nacks``, ``tcp``, ...): one warning per field written with a value that asks for
+  something, saying it has no effect and why. Values that ask for nothing (Redpanda Connect's
+  defaults, ``""``, a zero duration) are silent.
 - **unsupported, and what instead** (``UNSUPPORTED``): ``batching`` and ``processors`` explained,
   with what to do in this bridge.
 
@@ -23,7 +25,7 @@ from typing import Any, Final
 
 from pydantic import BaseModel
 
-from bridge.core.config.models import PROCESSORS_ADVICE, Config
+from bridge.core.config.models import BATCHING_ADVICE, PROCESSORS_ADVICE, Config, TcpOptions
 from bridge.core.config.units import parse_duration
 from bridge.core.config.yamldoc import Path, dotted, line_for
 from bridge.core.errors import Problem
@@ -32,11 +34,7 @@ __all__ = ["UNSUPPORTED", "inert_warnings", "names_at", "suggest"]
 
 # Field names whose presence is refused with an explanation instead of "unknown field".
 UNSUPPORTED: Final[Mapping[str, str]] = {
-    "batching": (
-        "batching is not implemented by this bridge: it publishes every record as it is fetched and keeps "
-        "up to max_in_flight publishes unacknowledged (that is its batching); remove batching and raise "
-        "max_in_flight for more throughput"
-    ),
+    "batching": BATCHING_ADVICE,
     "processors": f"processors are not implemented by this bridge: {PROCESSORS_ADVICE}",
 }
 
@@ -97,6 +95,11 @@ _INERT_INPUT: Final = [
     ("target_version", ("",), "aiokafka negotiates the protocol version with the broker"),
     ("max_processing_period", (), "commits follow acknowledgements, not processing periods"),
     ("fetch_buffer_cap", (), "fetching pauses at max_in_flight unacknowledged records instead"),
+    ("timely_nacks_maximum_wait", ("zero",), "a record is never nacked here: a failing publish is retried "
+     "(bridge.retry_timeout) or dead-lettered (bridge.dead_letter)"),
+    ("extract_tracing_map", ("",), "this bridge records no spans (output.nats_jetstream.inject_tracing_map "
+     "passes a record's trace context on in its headers)"),
+    ("tcp", ("default",), "aiokafka's connections use its own timeouts and the system's TCP keep-alive"),
 ]  # fmt: skip
 _INERT_TOP: Final[list[tuple[Path, tuple[Any, ...], str]]] = [
     (("http", "debug_endpoints"), (False,), "this bridge serves /ping, /ready and /metrics only"),
@@ -120,11 +123,11 @@ def inert_warnings(data: Mapping[str, Any], lines: Mapping[Path, int]) -> list[P
             fields = section.get(kind)
             if isinstance(fields, Mapping):
                 for name, benign, why in _INERT_INPUT:
-                    if name in fields and fields[name] not in benign:
+                    if name in fields and not _benign(fields[name], benign):
                         warn(("input", kind, name), why)
     for path, benign, why in _INERT_TOP:
         value = _get(data, path)
-        if value is not _MISSING and value not in benign and not ("zero" in benign and _zero(value)):
+        if value is not _MISSING and not _benign(value, benign):
             warn(path, why)
     for where, why in _service_warnings(data):
         warn(where, why)
@@ -132,6 +135,22 @@ def inert_warnings(data: Mapping[str, Any], lines: Mapping[Path, int]) -> list[P
 
 
 _MISSING: Final = object()
+
+
+def _benign(value: Any, benign: tuple[Any, ...]) -> bool:
+    """Whether a value asks for nothing: one of ``benign``, or a zero duration (``"zero"``), or the
+    ``tcp`` block's defaults (``"default"``)."""
+    if "zero" in benign and _zero(value):
+        return True
+    if "default" in benign:
+        try:
+            return value is None or TcpOptions.model_validate(value) == TcpOptions()
+        except ValueError:
+            return True  # not a valid block: the validation says so
+    try:
+        return value in benign
+    except TypeError:  # an unhashable value compared with a hashable one is never equal anyway
+        return False
 
 
 def _zero(value: Any) -> bool:
@@ -152,8 +171,14 @@ def _get(data: Any, path: Path) -> Any:
 def _service_warnings(data: Mapping[str, Any]) -> Iterator[tuple[Path, str]]:
     metrics = data.get("metrics")
     if isinstance(metrics, Mapping):
-        if "mapping" in metrics:
+        if metrics.get("mapping") not in (None, ""):
             yield ("metrics", "mapping"), "metric names and labels are fixed (see docs/operations.md)"
+        for kind in ("json_api", "logger"):
+            if kind in metrics:
+                yield (
+                    ("metrics", kind),
+                    "/metrics is served on the http address in Prometheus' text format, nothing else",
+                )
         prometheus = metrics.get("prometheus")
         if isinstance(prometheus, Mapping):
             for name in prometheus:
@@ -161,6 +186,10 @@ def _service_warnings(data: Mapping[str, Any]) -> Iterator[tuple[Path, str]]:
                     ("metrics", "prometheus", str(name)),
                     "/metrics is served on the http address in Prometheus' text format, nothing else",
                 )
+    http = data.get("http")
+    cors = http.get("cors") if isinstance(http, Mapping) else None
+    if isinstance(cors, Mapping) and cors.get("enabled") is True:
+        yield ("http", "cors"), "no CORS headers are sent (/metrics is for scrapers, not browsers)"
     tracer = data.get("tracer")
     if isinstance(tracer, Mapping):
         for kind in tracer:

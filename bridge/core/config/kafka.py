@@ -19,7 +19,6 @@ from bridge.core.config.models import (
     FranzSASL,
     InputSection,
     KafkaFranzInput,
-    RedpandaInput,
 )
 from bridge.core.config.units import StrList
 
@@ -84,6 +83,7 @@ def parse_topics(
     plain: list[str] = []
     explicit: list[TopicPartitions] = []
     named = 0
+    seen: set[tuple[str, int | None]] = set()
     for entry in entries:
         match = _TOPIC_ENTRY.match(entry)
         shown = entry if len(entry) <= 80 else entry[:80] + "…"
@@ -92,6 +92,9 @@ def parse_topics(
                 f"invalid topic entry {shown!r} (use topic, topic:partition, topic:a-b or topic:p:offset)"
             )
         if match.group("first") is None:
+            if (match.group("topic"), None) in seen:
+                raise ValueError(f"topic {shown!r} is named twice in topics: name each topic once")
+            seen.add((match.group("topic"), None))
             plain.append(match.group("topic"))
             continue
         first = int(match.group("first"))
@@ -112,8 +115,31 @@ def parse_topics(
         value = None if offset is None else int(offset)
         if value is not None and (value < OFFSET_START or value > MAX_OFFSET):
             raise ValueError(f"offset {offset} in {shown!r} cannot be sought to: use {_OFFSETS_ACCEPTED}")
+        for p in range(first, last + 1):
+            if (match.group("topic"), p) in seen:
+                raise ValueError(
+                    f"partition {match.group('topic')[:80]}:{p} is named twice in topics: name each once"
+                )
+            seen.add((match.group("topic"), p))
         explicit.append(TopicPartitions(match.group("topic"), tuple(range(first, last + 1)), value))
     return tuple(plain), tuple(explicit)
+
+
+def _patterns(topics: tuple[str, ...], exclude: StrList) -> tuple[str, ...]:
+    """The topic patterns with ``regexp_topics_exclude`` folded into each one, so that whoever matches
+    topics against them (a subscription by pattern, a backfill's share, verify) leaves the excluded
+    topics out: an exclusion matches anywhere in the name (Go's ``MatchString``), which
+    ``(?!.*(?:x))`` at the start of a pattern says. Raises ValueError for an invalid expression."""
+    for which, patterns in (("topic", topics), ("regexp_topics_exclude", exclude)):
+        for pattern in patterns:
+            try:
+                re.compile(pattern)
+            except re.error as exc:
+                raise ValueError(f"invalid {which} regular expression {pattern[:80]!r}: {exc}") from None
+    if not exclude:
+        return topics
+    unless = "(?!.*(?:" + "|".join(f"(?:{x})" for x in exclude) + "))"
+    return tuple(f"{unless}(?:{t})" for t in topics)
 
 
 def kafka_settings(section: InputSection) -> KafkaSettings:
@@ -140,7 +166,7 @@ def kafka_settings(section: InputSection) -> KafkaSettings:
             group=k.consumer_group,
             client_id=k.client_id,
             rack_id=k.rack_id,
-            instance_id=k.group.instance_id,
+            instance_id=k.group.instance_id or k.instance_id,
             start_offset=start,
             commit_period=k.commit_period,
             checkpoint_limit=k.checkpoint_limit,
@@ -162,13 +188,17 @@ def kafka_settings(section: InputSection) -> KafkaSettings:
         f: FranzFields | None = section.redpanda or section.kafka_franz
         assert f is not None  # InputSection validated: exactly one input type
         topics, explicit = parse_topics(f.topics)
-        include: StrList = ()
-        exclude: StrList = ()
-        if isinstance(f, RedpandaInput):
-            include, exclude = f.regexp_topics_include, f.regexp_topics_exclude
+        include, exclude = f.regexp_topics_include, f.regexp_topics_exclude
         regexp = f.regexp_topics or bool(include)
         if include:
             topics = topics + include
+        if exclude and not regexp:
+            raise ValueError(
+                "regexp_topics_exclude needs topic patterns: regexp_topics_include, or topics with "
+                "regexp_topics: true"
+            )
+        if regexp:
+            topics = _patterns(topics, exclude)
         start = f.start_offset
         if not f.start_from_oldest and "start_offset" not in f.model_fields_set:
             start = "latest"

@@ -27,7 +27,7 @@ from __future__ import annotations
 
 import os
 import re
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, NoReturn
@@ -73,10 +73,16 @@ class Loaded:
     source: str
     lines: Mapping[tuple[str | int, ...], int]
     warnings: tuple[Problem, ...] = ()  # findings that do not stop a run (``lint`` prints them)
+    set_paths: tuple[tuple[str | int, ...], ...] = ()  # the fields --set gave
 
     @property
     def output(self) -> JetStreamOutput:
         return self.config.output.nats_jetstream
+
+    def problem(self, path: tuple[str | int, ...], message: str) -> Problem:
+        """A problem found after loading (``translate``, ``verify``), at its line, or said to come
+        from ``--set`` when a ``--set`` gave the field."""
+        return from_set(Problem(_dotted(path), _line_for(self.lines, path), message), self.set_paths)
 
 
 # --------------------------------------------------------------------------- loading
@@ -98,11 +104,18 @@ _TOP_LEVEL_UNSUPPORTED = {
     "tests": "config unit tests",
 }
 _KNOWN_INPUTS = ("redpanda", "kafka_franz", "kafka")
+# Components accepted in the service sections; those that change nothing here are warned about
+# (``hints.inert_warnings``).
 _SERVICE_COMPONENTS = {
-    "metrics": {"prometheus", "none", "mapping"},
-    "tracer": {"none", "open_telemetry_collector"},
+    "metrics": {"prometheus", "none", "mapping", "json_api", "logger"},
+    "tracer": {"none", "open_telemetry_collector", "jaeger", "gcp_cloudtrace", "redpanda"},
     "buffer": {"none"},
 }
+
+
+def _empty(value: object) -> bool:
+    """An empty section (``input_resources: []``, ``tests:``), as Redpanda Connect's skeleton writes."""
+    return value is None or value == [] or value == {}
 
 
 def _did_you_mean(word: str, known: list[str]) -> str:
@@ -116,7 +129,7 @@ def _component_problems(data: Any, lines: Mapping[tuple[str | int, ...], int]) -
     if not isinstance(data, dict):
         return [Problem("", 1, "the config must be a YAML mapping with input: and output: sections")]
     for key, what in _TOP_LEVEL_UNSUPPORTED.items():
-        if key in data:
+        if key in data and not _empty(data[key]):
             problems.append(
                 Problem(key, _line_for(lines, (key,)), f"{what} are not implemented by this bridge")
             )
@@ -194,19 +207,61 @@ def _pydantic_problems(exc: ValidationError, lines: Mapping[tuple[str | int, ...
                     suggested.add((*loc[:-1], match))
         elif kind == "missing":
             message = "required field is missing"
+        elif (kind == "invalid_key" or loc[-1:] == ("[key]",)) and err.get("input") is None:
+            continue  # a null key: the document's problem names it at its line (yamldoc)
         else:
-            message = str(err["msg"]).removeprefix("Value error, ")
+            message = _plain_message(kind, str(err["msg"]))
             if (
                 "input" in err
                 and kind not in ("value_error", "assertion_error")
                 and not isinstance(err["input"], dict)
                 and not is_secret(loc)
             ):
-                message += f" (got {quoted(err['input'])})"
+                message += f" (got {_shown(err['input'])})"
         problems.append(Problem(_dotted(loc), _line_for(lines, loc), message))
     # a misspelt field also leaves the field it meant missing: the suggestion says it already
     missing_meant = {_dotted(loc) for loc in suggested}
     return [p for p in problems if not (p.message == "required field is missing" and p.path in missing_meant)]
+
+
+# pydantic's messages that name Python types, in the words of a YAML config
+_PLAIN_MESSAGES = {
+    "model_type": "expected a mapping (name: value lines)",
+    "model_attributes_type": "expected a mapping (name: value lines)",
+    "dict_type": "expected a mapping (name: value lines)",
+    "tuple_type": "expected a list ([a, b], or one '- item' per line)",
+    "list_type": "expected a list ([a, b], or one '- item' per line)",
+    "string_type": "expected text",
+    "int_type": "expected a whole number",
+    "int_parsing": "expected a whole number",
+    "int_from_float": "expected a whole number",
+    "float_type": "expected a number",
+    "float_parsing": "expected a number",
+    "bool_type": "expected true or false",
+    "bool_parsing": "expected true or false",
+    "invalid_key": "a key must be text",
+}
+
+
+def _plain_message(kind: str, message: str) -> str:
+    """A pydantic message without Python names (``NatsAuth``, ``tuple``): what YAML was expected."""
+    if kind in _PLAIN_MESSAGES:
+        return _PLAIN_MESSAGES[kind]
+    message = message.removeprefix("Value error, ")
+    for python, plain in (("Input should be greater than or equal to", "must be at least"),
+                          ("Input should be less than or equal to", "must be at most"),
+                          ("Input should be ", "expected ")):  # fmt: skip
+        message = message.replace(python, plain)
+    return message
+
+
+def _shown(value: object) -> str:
+    """A value a problem quotes, as YAML wrote it: nothing for null, ``true`` / ``false``."""
+    if value is None:
+        return "nothing: the value is empty"
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return quoted(value)
 
 
 def _skip_known_component_errors(problems: list[Problem], component: list[Problem]) -> list[Problem]:
@@ -337,6 +392,7 @@ def parse(
     )
     warnings = [
         *_warnings(config, kafka, lines),
+        *_msg_id_warnings(msg_id, kafka, lines),
         *hints.inert_warnings(cleaned, lines),
         *report.nested_defaults(),
     ]
@@ -347,6 +403,7 @@ def parse(
         source=source,
         lines=lines,
         warnings=tuple(report.finish(warnings)),
+        set_paths=tuple(report.set_paths),
     )
 
 
@@ -394,22 +451,33 @@ class _Report:
         return out
 
     def finish(self, problems: list[Problem]) -> list[Problem]:
+        """The problems shown: none that follows from a missing variable, or from one taken as empty
+        (``lint --skip-env-var-check``: what its empty value breaks is not a problem of the file)."""
         env = self._env_problems()
         blamed = [p.path for p in env if p.path]
+        blamed += [_dotted(self.sub.paths[i]) for i in self.sub.skipped if self.sub.paths.get(i)]
         kept = [p for p in problems if not _follows_from(p.path, blamed)]
         shown = [self.sub.reword(p) for p in [*env, *kept]]
-        shown = [self._from_set(p) for p in shown]
+        shown = [from_set(p, self.set_paths) for p in shown]
         return sorted(shown, key=lambda p: p.line)  # stable: problems of a line keep their order
 
-    def _from_set(self, problem: Problem) -> Problem:
-        for path in self.set_paths:
-            dotted = _dotted(path)
-            if problem.path == dotted or problem.path.startswith((dotted + ".", dotted + "[")):
-                return Problem(problem.path, 0, f"{problem.message} {overrides.FROM_SET}")
-        return problem
-
     def raise_with(self, problems: list[Problem], cause: BaseException | None = None) -> NoReturn:
+        """Raise the problems shown; with every one of them from a variable taken as empty, a
+        ``ConfigError`` without problems (``lint --skip-env-var-check`` says ok: the rest of the file
+        checked up to there had none)."""
         raise ConfigError(self.finish(list(problems)), self.source) from cause
+
+
+def from_set(problem: Problem, set_paths: Sequence[tuple[str | int, ...]]) -> Problem:
+    """``problem`` said to come from ``--set`` when it is at a field set by one (or inside it, or the
+    list holding an item set): no line of the file, the path set named."""
+    for path in set_paths:
+        dotted = _dotted(path)
+        inside = problem.path == dotted or problem.path.startswith((dotted + ".", dotted + "["))
+        holding = isinstance(path[-1], int) and problem.path == _dotted(path[:-1])
+        if inside or holding:
+            return Problem(problem.path, 0, f"{problem.message} {overrides.from_set_note(path)}")
+    return problem
 
 
 def _follows_from(path: str, blamed: list[str]) -> bool:
@@ -445,6 +513,51 @@ def _warnings(
                 )
             )
     return out
+
+
+# What a Nats-Msg-Id must depend on to be unique per record: JetStream drops a publish whose id it
+# stored within duplicate_window, whatever its subject.
+_UNIQUE_PER_RECORD = ("kafka_partition", "kafka_offset")
+_WHAT = {"kafka_topic": "topic", "kafka_partition": "partition", "kafka_offset": "offset"}
+
+
+def _msg_id_warnings(
+    msg_id: Template | None, kafka: KafkaSettings, lines: Mapping[tuple[str | int, ...], int]
+) -> list[Problem]:
+    """A custom ``bridge.msg_id`` that two records can share: one that is a function of metadata
+    only (``Template.meta_keys``) and does not read kafka_partition and kafka_offset — and
+    kafka_topic when the input can read several topics. (An id that also reads the payload, the time
+    or a counter is not judged: its author chose what makes two records the same.)"""
+    if msg_id is None or msg_id.meta_keys is None:
+        return []
+    several = kafka.regexp or len({*kafka.topics, *(e.topic for e in kafka.explicit)}) > 1
+    needed = (*(("kafka_topic",) if several else ()), *_UNIQUE_PER_RECORD)
+    missing = [key for key in needed if key not in msg_id.meta_keys]
+    if not missing:
+        return []
+    words = _listed([_WHAT[key] for key in missing])
+    if "kafka_partition" in missing:
+        example = "offset 5 of partitions 0 and 1"
+    elif "kafka_offset" in missing:
+        example = "offsets 5 and 6 of one partition"
+    else:
+        example = "offset 5 of partition 0 of two topics"
+    path = ("bridge", "msg_id")
+    return [
+        Problem(
+            _dotted(path),
+            _line_for(lines, path),
+            f"msg_id does not depend on {_listed(missing)}: records that differ only in their {words} "
+            f"(such as {example}) get the same Nats-Msg-Id, and JetStream drops all but the first of them "
+            f"as duplicates (within the stream's duplicate_window); include {_listed(needed)} in it, or "
+            "leave msg_id unset (the record's identity)",
+        )
+    ]
+
+
+def _listed(words: Sequence[str]) -> str:
+    """``a``, ``a and b``, ``a, b and c``."""
+    return " and ".join(words) if len(words) < 3 else f"{', '.join(words[:-1])} and {words[-1]}"
 
 
 def _tls_files(tls: TLS, base: tuple[str | int, ...]) -> Iterator[tuple[tuple[str | int, ...], str]]:

@@ -13,7 +13,7 @@ import re
 from typing import Annotated, Any, Literal
 from urllib.parse import unquote, urlsplit
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, model_validator
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 
 from bridge.core.config.units import AnyList, ByteSize, CommaList, Duration, Secret, StrList, as_tuple
 
@@ -23,6 +23,21 @@ PROCESSORS_ADVICE = (
     "after JetStream (for example with a Redpanda Connect pipeline reading the stream), or shape the "
     "subject, headers and Nats-Msg-Id with ${! ... } interpolations"
 )
+# What a batching policy that batches something is refused with (hints.UNSUPPORTED says it too).
+BATCHING_ADVICE = (
+    "batching is not implemented by this bridge: it publishes every record as it is fetched and keeps "
+    "up to max_in_flight publishes unacknowledged (that is its batching); remove batching and raise "
+    "max_in_flight for more throughput"
+)
+MAX_WORKERS = 64  # bridge.workers and --workers: processes of about 85 MB each on one machine
+
+
+def workers_limit(value: int) -> str:
+    """Why ``value`` workers is refused (``bridge.workers`` and ``--workers``)."""
+    return (
+        f"must be at most {MAX_WORKERS}, not {value}: workers are processes on this machine (about 85 MB "
+        "each), one per core is enough; past one machine, run replicas in one consumer group"
+    )
 
 
 class _Model(BaseModel):
@@ -74,6 +89,24 @@ class TLS(_Model):
         return self
 
 
+class BatchPolicy(_Model):
+    """Redpanda Connect's ``batching`` block. Only a policy that batches nothing is accepted (the
+    skeleton ``rpk connect create`` writes: count 0, byte_size 0, period "", check "", no processors)."""
+
+    count: int = 0
+    byte_size: ByteSize = 0
+    period: Duration = 0.0
+    jitter: float = 0.0
+    check: str = ""
+    processors: AnyList = ()
+
+    @model_validator(mode="after")
+    def _batches_nothing(self) -> BatchPolicy:
+        if self.count > 1 or self.byte_size or self.period or self.jitter or self.check or self.processors:
+            raise ValueError(BATCHING_ADVICE)
+        return self
+
+
 # --------------------------------------------------------------------------- input
 
 
@@ -100,6 +133,20 @@ def _check_sasl(mechanism: str, user: str, token: SecretStr, user_field: str, to
         raise ValueError(f"mechanism {mechanism} needs {user_field} and password")
     if mechanism == "OAUTHBEARER" and not token:
         raise ValueError(f"mechanism OAUTHBEARER needs {token_field}")
+
+
+class TcpKeepAlive(_Model):
+    idle: Duration = 15.0
+    interval: Duration = 15.0
+    count: int = 9
+
+
+class TcpOptions(_Model):
+    """The ``tcp`` block of Redpanda Connect's franz inputs (its defaults here): accepted, inert."""
+
+    connect_timeout: Duration = 0.0
+    keep_alive: TcpKeepAlive = TcpKeepAlive()
+    tcp_user_timeout: Duration = 0.0
 
 
 class FranzFields(_Model):
@@ -131,6 +178,14 @@ class FranzFields(_Model):
     sasl: Annotated[tuple[FranzSASL, ...], as_tuple] = ()
     auto_replay_nacks: bool = True
     topic_lag_refresh_period: Duration = 5.0
+    regexp_topics_include: StrList = ()
+    regexp_topics_exclude: StrList = ()
+    # accepted so that a Redpanda Connect file runs unchanged; they change nothing here (lint warns)
+    partition_buffer_bytes: ByteSize = 1_000_000
+    max_yield_batch_bytes: ByteSize = 32 * 1024
+    timely_nacks_maximum_wait: Duration = 0.0
+    tcp: TcpOptions = TcpOptions()
+    batching: BatchPolicy | None = None
 
 
 class KafkaFranzInput(FranzFields):
@@ -138,10 +193,7 @@ class KafkaFranzInput(FranzFields):
 
 
 class RedpandaInput(FranzFields):
-    regexp_topics_include: StrList = ()
-    regexp_topics_exclude: StrList = ()
-    partition_buffer_bytes: ByteSize = 1_000_000
-    max_yield_batch_bytes: ByteSize = 32 * 1024
+    pass
 
 
 class SaramaSASL(_Model):
@@ -186,6 +238,17 @@ class LegacyKafkaInput(_Model):
     group: SaramaGroup = SaramaGroup()
     fetch_buffer_cap: int = 256
     multi_header: bool = False
+    instance_id: str = ""  # the same as group.instance_id (static membership)
+    # accepted so that a Redpanda Connect file runs unchanged; they change nothing here (lint warns)
+    timely_nacks_maximum_wait: Duration = 0.0
+    extract_tracing_map: str = ""
+    batching: BatchPolicy | None = None
+
+    @model_validator(mode="after")
+    def _one_instance_id(self) -> LegacyKafkaInput:
+        if self.instance_id and self.group.instance_id and self.instance_id != self.group.instance_id:
+            raise ValueError("instance_id and group.instance_id differ: give one of them")
+        return self
 
 
 class InputSection(_Model):
@@ -275,6 +338,7 @@ class JetStreamOutput(_Model):
     tls_handshake_first: bool = False
     auth: NatsAuth = NatsAuth()
     inject_tracing_map: str | None = None
+    batching: BatchPolicy | None = None
 
     @model_validator(mode="after")
     def _urls_present(self) -> JetStreamOutput:
@@ -314,11 +378,50 @@ class OutputSection(_Model):
 # --------------------------------------------------------------------------- service sections
 
 
+class HttpCors(_Model):
+    enabled: bool = False  # lint warns when enabled: no CORS headers are sent
+    allowed_origins: StrList = ()
+
+
+class HttpBasicAuth(_Model):
+    enabled: bool = False
+    realm: str = "restricted"
+    username: str = ""
+    password_hash: Secret = SecretStr("")
+    algorithm: str = "sha256"
+    salt: Secret = SecretStr("")
+
+    @model_validator(mode="after")
+    def _not_enabled(self) -> HttpBasicAuth:
+        if self.enabled:
+            raise ValueError(
+                "basic_auth is not implemented by this bridge: /ping, /ready and /metrics would be served "
+                "without authentication; remove it (or set enabled: false) and restrict who can reach "
+                "http.address instead (a network policy, a firewall, or a proxy that authenticates)"
+            )
+        return self
+
+
 class HttpSection(_Model):
     enabled: bool = True
     address: str = "0.0.0.0:4195"
     root_path: str = "/benthos"
     debug_endpoints: bool = False
+    cert_file: str = ""
+    key_file: str = ""
+    cors: HttpCors = HttpCors()
+    basic_auth: HttpBasicAuth = HttpBasicAuth()
+
+    @field_validator("cert_file", "key_file")
+    @classmethod
+    def _no_tls(cls, value: str) -> str:
+        if value:
+            raise ValueError(
+                "TLS on the http server is not implemented by this bridge: /ping, /ready and /metrics would "
+                'be served without TLS; leave cert_file and key_file "" and terminate TLS in front of it '
+                "(an ingress or a sidecar)"
+            )
+        return value
 
 
 class LoggerSection(_Model):
@@ -408,6 +511,13 @@ class BridgeSection(_Model):
     max_control_line: ByteSize = Field(default=4096, ge=256, le=2**31 - 1)
     dead_letter: DeadLetter | None = None
     stream: StreamSection | None = None
+
+    @field_validator("workers")
+    @classmethod
+    def _workers(cls, value: int) -> int:
+        if value > MAX_WORKERS:
+            raise ValueError(workers_limit(value))
+        return value
 
     @model_validator(mode="after")
     def _positive(self) -> BridgeSection:

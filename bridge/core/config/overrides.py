@@ -20,9 +20,13 @@ import yaml
 from bridge.core.config.yamldoc import Path
 from bridge.core.errors import Problem
 
-__all__ = ["FROM_SET", "apply"]
+__all__ = ["apply", "from_set_note"]
 
-FROM_SET = "(set by --set)"
+
+def from_set_note(path: Path) -> str:
+    """What a problem in a value set by ``--set`` ends with: the expression's path (never its value,
+    which may be a secret)."""
+    return f"(set by --set {'.'.join(map(str, path))}=…)"
 
 
 def parse_expression(expression: str) -> tuple[Path, str] | str:

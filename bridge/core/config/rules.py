@@ -10,8 +10,10 @@ Owns the refusals that need more than a field's type:
   The rules are ``bridge.core.frames.subject_problem``'s, applied per record at run time.
 - **NATS URLs** (``output.nats_jetstream.urls``): a scheme other than ``nats``, ``tls``, ``ws`` or
   ``wss`` (``http://...`` would be retried for minutes at run time), and a query string or fragment
-  (nats-py ignores them: ``?token=...`` would not authenticate), are refused; a URL without a scheme
-  is ``nats://``.
+  (nats-py ignores them: ``?token=...`` would not authenticate), are refused, and so are a URL
+  without a host (``nats://``, ``nats://:4222``), with whitespace in its host, or with a port that is
+  not a number from 1 to 65535 (``nats://h:abc``, ``nats://h:99999``); a URL without a scheme is
+  ``nats://``.
 
 Pure module: imports neither aiokafka nor nats.
 """
@@ -62,11 +64,15 @@ _NO_MESSAGE = _NoMessage()
 def url_problems(urls: tuple[str, ...]) -> Iterator[str]:
     """Why a NATS server URL can never be connected to as written, one message per URL."""
     for url in urls:
-        if "://" not in url:
-            continue  # host:port, the nats scheme
-        parts = urlsplit(url)
+        full = url if "://" in url else f"nats://{url}"  # host:port: the nats scheme
+        try:
+            parts = urlsplit(full)
+        except ValueError:  # an unbalanced [IPv6 address
+            yield f"URL {_masked(url)!r} is not a URL (write nats://host:4222)"
+            continue
         scheme = parts.scheme.lower()
-        if scheme not in NATS_SCHEMES:
+        address = _address_problem(parts.netloc.rsplit("@", 1)[-1])
+        if "://" in url and scheme not in NATS_SCHEMES:
             yield (
                 f"URL {_without_userinfo(url)!r}: the scheme {parts.scheme!r} is not a NATS scheme "
                 f"(use {', '.join(s + '://' for s in NATS_SCHEMES)}, or host:port)"
@@ -77,6 +83,34 @@ def url_problems(urls: tuple[str, ...]) -> Iterator[str]:
                 f"URL {_without_userinfo(url)!r} has {which}, which the NATS client ignores: give "
                 "credentials in output.nats_jetstream.auth"
             )
+        elif address:
+            shown = _without_userinfo(full)
+            yield f"URL {shown if '://' in url else shown.removeprefix('nats://')!r} {address}"
+
+
+def _masked(url: str) -> str:
+    """A URL that cannot be parsed, for a message: nothing before an ``@`` (credentials)."""
+    scheme, sep, rest = url.rpartition("://")
+    return f"{scheme}{sep}{'***@' if '@' in rest else ''}{rest.rsplit('@', 1)[-1][:80]}"
+
+
+def _address_problem(hostport: str) -> str | None:
+    """Why ``host[:port]`` (a URL's netloc without credentials) names no server (None: it may)."""
+    if hostport.startswith("["):  # [IPv6]:port
+        host, _, rest = hostport[1:].partition("]")
+        if rest and not rest.startswith(":"):
+            return f"has text after its IPv6 address: {rest[:40]!r}"
+        port = rest[1:] if rest else None
+    else:
+        host, colon, port_text = hostport.rpartition(":")
+        host, port = (host, port_text) if colon else (hostport, None)
+    if not host:
+        return "has no host (write nats://host:4222)"
+    if any(c.isspace() for c in host):
+        return "has whitespace in its host"
+    if port and not (port.isascii() and port.isdigit() and 1 <= int(port) <= 65535):
+        return f"has the port {port[:40]!r}, which is not a number from 1 to 65535"
+    return None
 
 
 def _without_userinfo(url: str) -> str:

@@ -233,6 +233,18 @@ def _resolve(resolver: yaml.resolver.BaseResolver, node: yaml.ScalarNode) -> Any
     return resolver.resolve(yaml.ScalarNode, node.value, (True, False))  # type: ignore[no-untyped-call] # types-PyYAML leaves it untyped
 
 
+def _null_key(key: yaml.Node, resolver: yaml.resolver.BaseResolver) -> bool:
+    """A key written as null (``~``, ``null``): the data has None there, which no field is. An empty
+    key is not one of these: it comes from a ``${VAR}`` (whose problem says so)."""
+    return (
+        isinstance(key, yaml.ScalarNode)
+        and key.style is None
+        and key.value != ""
+        and key.tag == _NULL_TAG
+        and _resolve(resolver, key) == _NULL_TAG
+    )
+
+
 def _walk(
     root: yaml.Node,
     base: Path,
@@ -256,6 +268,14 @@ def _walk(
                 sub = (*path, name)
                 if name in seen:
                     problems.append(Problem(dotted(sub), key.start_mark.line + 1, "duplicate key"))
+                if _null_key(key, resolver):
+                    problems.append(
+                        Problem(
+                            dotted(path),
+                            key.start_mark.line + 1,
+                            f"a key is null ({name}): a key must be a name (quote it to mean the text)",
+                        )
+                    )
                 seen.add(name)
                 lines[sub] = key.start_mark.line + 1
                 if fill is not None and isinstance(key, yaml.ScalarNode):
