@@ -28,6 +28,7 @@ BridgeError                the CLI's contract: a message, an exit code, retriabl
 ├── DeliveryFailed         a partition could not deliver within its retry budget
 ├── LogRewound             a partition's log went back under the bridge (the topic was deleted and
 │                          created again, or truncated): nothing of it is committed from then on
+├── UncommittedAtExit      a run stopped with acknowledged offsets it could not commit
 ├── BackfillIncomplete     a backfill ended with records up to its end offsets not delivered
 ├── GroupInUse             a backfill's consumer group has members (a run): refused before reading
 ├── CommitsRefused         a backfill's commits were refused: a member joined its group meanwhile
@@ -343,6 +344,21 @@ class CommitsRefused(BridgeError):
             f"the commits of {len(partitions)} partition(s) ({', '.join(partitions[:8])}) were refused: a "
             f"member joined consumer group {group!r} while the backfill ran; what it stored is in the "
             "stream, but the group's offsets were not moved"
+        )
+
+
+class UncommittedAtExit(BridgeError):
+    """A run stopped with acknowledged records whose offsets it could not commit (Kafka did not answer the
+    shutdown's commit): nothing is lost, the next run reads them again (JetStream drops the copies within
+    ``duplicate_window``), but this was not a clean stop."""
+
+    def __init__(self, group: str, partitions: list[str]) -> None:
+        self.group = group
+        self.partitions = partitions
+        super().__init__(
+            f"stopped without committing {len(partitions)} partition(s) ({', '.join(partitions[:8])}) to "
+            f"consumer group {group!r}: Kafka did not take the shutdown's commit; the next run reads those "
+            "records again"
         )
 
 

@@ -99,7 +99,12 @@ def parse_start(value: str) -> str | int:
         raise ValueError(f"--from takes earliest, committed or an RFC 3339 timestamp, not {value!r}") from exc
     if when.tzinfo is None:
         raise ValueError(f"the timestamp {value!r} needs a timezone (for example Z or +02:00)")
-    return int(when.timestamp() * 1000)
+    ms = int(when.timestamp() * 1000)
+    if ms < 0:
+        raise ValueError(
+            f"the timestamp {value!r} is before 1970: Kafka timestamps start at 1970-01-01T00:00:00Z"
+        )
+    return ms
 
 
 @dataclass(slots=True)

@@ -51,6 +51,7 @@ from bridge.core.errors import (
     PartitionStopped,
     RecordError,
     TopicNotFound,
+    UncommittedAtExit,
 )
 from bridge.core.message import ConsumerRecordLike, Message
 from bridge.core.routing import STREAM_SIZE_KIND, Envelope, MetadataRoute, PartitionRoute, Router
@@ -791,6 +792,14 @@ class Pipeline:
             ]
             if unsaved:
                 error = CommitsRefused(self.settings.group, sorted(unsaved))
+        if error is None and not self.mode.bounded and self.settings.group:
+            unsaved = [
+                f"{tp.topic}/{tp.partition}"
+                for tp, p in self._parts.items()
+                if p.ledger.needs_commit() and not p.report.held
+            ]
+            if unsaved:
+                error = UncommittedAtExit(self.settings.group, sorted(unsaved))
         reports = sorted(self._reports.values(), key=lambda r: (r.topic, r.partition))
         if error is not None:
             log.error("run_failed", error=str(error))

@@ -134,7 +134,23 @@ async def _supervise(
             except BridgeError as exc:
                 log.error("start_failed", error=str(exc))
                 return int(exc.exit_code)
+        signalled = False
+
+        def forward(signum: int) -> None:
+            nonlocal signalled
+            signalled = True
+            for proc in procs:
+                if proc.returncode is None:
+                    with contextlib.suppress(ProcessLookupError):
+                        proc.send_signal(signum)
+
+        # before the first worker starts: a signal while they start reaches those already started
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, forward, sig)
         for i in range(workers):
+            if signalled:
+                break
             env = {**os.environ, WORKER_ENV: str(i), WORKERS_ENV: str(workers)}
             if server is not None:
                 env[WORKER_HTTP_ENV] = str(ports / f"worker-{i}.port")
@@ -150,19 +166,6 @@ async def _supervise(
                 )
             )
 
-        signalled = False
-
-        def forward(signum: int) -> None:
-            nonlocal signalled
-            signalled = True
-            for proc in procs:
-                if proc.returncode is None:
-                    with contextlib.suppress(ProcessLookupError):
-                        proc.send_signal(signum)
-
-        loop = asyncio.get_running_loop()
-        for sig in (signal.SIGTERM, signal.SIGINT):
-            loop.add_signal_handler(sig, forward, sig)
         talks = [asyncio.ensure_future(proc.communicate()) for proc in procs]
         pending = set(talks)
         while pending:
@@ -192,4 +195,4 @@ async def _supervise(
         else:
             print(json.dumps(merged, indent=2))
     codes = [proc.returncode if proc.returncode is not None else 1 for proc in procs]
-    return max(code if code >= 0 else 128 - code for code in codes)
+    return max((code if code >= 0 else 128 - code for code in codes), default=0)

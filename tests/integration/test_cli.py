@@ -114,6 +114,7 @@ def test_bench_and_dev_show_their_defaults() -> None:
         (("run", "c.yaml", "--workers", "two"), "argument --workers: expected a whole number, not 'two'"),
         (("backfill", "c.yaml", "--workers", "-1"), "argument --workers: must be at least 1, not -1"),
         (("backfill", "c.yaml", "--from", "yesterday"), "argument --from: takes earliest, committed or an RFC 3339"),
+        (("backfill", "c.yaml", "--from", "1960-01-01T00:00:00Z"), "is before 1970"),
         (("backfill", "c.yaml", "--from", "2026-01-31T00:00:00"), "needs a timezone"),
         (("lint",), "the following arguments are required: FILE"),
         (("translate", "c.yaml"), "the following arguments are required: --group"),
