@@ -258,9 +258,12 @@ class NatsCluster:
                         return self.servers[self.index_of(leader)]
         return None
 
-    def stream_leader(self, stream: str, account: str = "$G") -> NatsServer | None:
-        """The node leading ``stream`` (in ``account``; ``$G`` without accounts), from /jsz."""
-        for server in self.servers:
+    def stream_leader(
+        self, stream: str, account: str = "$G", view: NatsServer | None = None
+    ) -> NatsServer | None:
+        """The node leading ``stream`` (in ``account``; ``$G`` without accounts), from /jsz: of the first
+        running node, or of ``view`` (a node asked about itself: is it the leader by its own account?)."""
+        for server in [view] if view is not None else self.servers:
             if not server.running:
                 continue
             with contextlib.suppress(OSError, ValueError, KeyError, MonitorError, http.client.HTTPException):

@@ -214,6 +214,8 @@ async def test_kafka_and_nats_clusters_with_replicas_in_one_group(names: dict, w
                 await grows(2000)
                 nats_leader = cluster.stream_leader(stream)
                 assert nats_leader is not None
+                # the leader by its own account too, not only by another node's (possibly stale) view
+                assert cluster.stream_leader(stream, view=nats_leader) is nats_leader
                 nats_index = cluster.index_of(nats_leader.name)
                 on_leader = int(nats_leader.monitor("/connz")["num_connections"])  # only replicas by now
                 cluster.kill_node(nats_index)
