@@ -33,10 +33,9 @@ Redpanda Connect's Go client writes; ``bridge.ops.http`` appends them to the reg
 from __future__ import annotations
 
 import math
-from typing import Protocol
 
 from bridge.ops.latency import LatencyHistogram
-from bridge.run.pipeline import PipelineStats
+from bridge.ops.metrics import Observed  # the one view of the pipeline that operations read
 
 QUANTILES = (0.5, 0.9, 0.99)
 INPUT_PATH = "root.input"
@@ -55,26 +54,6 @@ NAMES = (
     "output_connection_lost",
     "output_connection_failed",
 )
-
-
-class HasLatency(Protocol):
-    @property
-    def latency(self) -> LatencyHistogram: ...
-
-
-class Observed(Protocol):
-    """What ``render`` reads: ``bridge.run.pipeline.Pipeline`` provides it."""
-
-    @property
-    def sink(self) -> HasLatency | None: ...
-
-    @property
-    def labels(self) -> tuple[str, str]: ...
-
-    @property
-    def input_latency(self) -> LatencyHistogram: ...
-
-    def statistics(self) -> PipelineStats: ...
 
 
 def _number(value: float) -> str:

@@ -32,7 +32,7 @@ from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST
 
 from bridge.core.config import HttpSection
-from bridge.ops.http import listen, parse_address
+from bridge.ops.http import endpoints, listen, parse_address
 from bridge.ops.metrics import PREFIX
 
 log = structlog.get_logger("bridge.http")
@@ -97,12 +97,7 @@ class FanIn:
         self.port = 0
 
     def app(self) -> web.Application:
-        app = web.Application()
-        root = "/" + self.section.root_path.strip("/") if self.section.root_path.strip("/") else ""
-        for name, handler in (("ping", self._ping), ("ready", self._ready), ("metrics", self._metrics)):
-            app.router.add_get(f"/{name}", handler)
-            if root:
-                app.router.add_get(f"{root}/{name}", handler)
+        app = endpoints(self.section, self._ping, self._ready, self._metrics)
         app.on_cleanup.append(self._close_session)
         return app
 

@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 
 import structlog
@@ -53,6 +53,21 @@ def parse_address(address: str) -> tuple[str | None, int]:
     return (host or None), int(port)
 
 
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+def endpoints(section: HttpSection, ping: Handler, ready: Handler, metrics: Handler) -> web.Application:
+    """``/ping``, ``/ready`` and ``/metrics``, also under ``http.root_path`` when one is set (the worker's
+    server and the ``--workers`` supervisor's alike)."""
+    app = web.Application()
+    root = "/" + section.root_path.strip("/") if section.root_path.strip("/") else ""
+    for name, handler in (("ping", ping), ("ready", ready), ("metrics", metrics)):
+        app.router.add_get(f"/{name}", handler)
+        if root:
+            app.router.add_get(f"{root}/{name}", handler)
+    return app
+
+
 class HttpServer:
     def __init__(self, section: HttpSection, pipeline: Observed, mode: str = "") -> None:
         self.section = section
@@ -63,13 +78,7 @@ class HttpServer:
         self.port = 0
 
     def _app(self) -> web.Application:
-        app = web.Application()
-        root = "/" + self.section.root_path.strip("/") if self.section.root_path.strip("/") else ""
-        for name, handler in (("ping", self._ping), ("ready", self._ready), ("metrics", self._metrics)):
-            app.router.add_get(f"/{name}", handler)
-            if root:
-                app.router.add_get(f"{root}/{name}", handler)
-        return app
+        return endpoints(self.section, self._ping, self._ready, self._metrics)
 
     async def start(self) -> None:
         host, port = parse_address(self.section.address)
