@@ -784,22 +784,17 @@ class Pipeline:
             self.phase = "stopped"
         if error is None and self.mode.bounded and not finished:
             error = self._incomplete() or BackfillIncomplete({})  # a signal came before its end
-        if error is None and self.mode.bounded and self.settings.group:
-            unsaved = [
+        if error is None and self.settings.group:
+            # acknowledged offsets the group was not given (a held partition is not owed)
+            unsaved = sorted(
                 f"{tp.topic}/{tp.partition}"
                 for tp, p in self._parts.items()
                 if p.ledger.needs_commit() and not p.report.held
-            ]
+            )
             if unsaved:
-                error = CommitsRefused(self.settings.group, sorted(unsaved))
-        if error is None and not self.mode.bounded and self.settings.group:
-            unsaved = [
-                f"{tp.topic}/{tp.partition}"
-                for tp, p in self._parts.items()
-                if p.ledger.needs_commit() and not p.report.held
-            ]
-            if unsaved:
-                error = UncommittedAtExit(self.settings.group, sorted(unsaved))
+                # a backfill's commits were refused (a member joined); a run's shutdown commit failed
+                unsaved_error = CommitsRefused if self.mode.bounded else UncommittedAtExit
+                error = unsaved_error(self.settings.group, unsaved)
         reports = sorted(self._reports.values(), key=lambda r: (r.topic, r.partition))
         if error is not None:
             log.error("run_failed", error=str(error))

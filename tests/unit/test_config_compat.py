@@ -19,33 +19,11 @@ from pathlib import Path
 
 import pytest
 
-from bridge.core.config import Loaded, load, parse
+from bridge.core.config import load
 from bridge.core.errors import ConfigError, Problem
+from tests.unit.test_config_rules import BASE, ok, problems  # the same base config and helpers
 
 REPO = Path(__file__).resolve().parents[2]
-
-# Lines 1-9; anything appended starts on line 10.
-BASE = """\
-input:
-  kafka_franz:
-    seed_brokers: [k1:9092]
-    topics: [orders]
-    consumer_group: g
-output:
-  nats_jetstream:
-    urls: [nats://n1:4222]
-    subject: kafka.${! meta("kafka_topic") }
-"""
-
-
-def ok(text: str, **kwargs: object) -> Loaded:
-    return parse(text, source="test.yaml", environ={}, **kwargs)  # type: ignore[arg-type]
-
-
-def problems(text: str, **kwargs: object) -> list[Problem]:
-    with pytest.raises(ConfigError) as info:
-        parse(text, source="test.yaml", environ={}, **kwargs)  # type: ignore[arg-type]
-    return info.value.problems
 
 
 def input_field(field: str, kind: str = "kafka_franz") -> str:
