@@ -68,7 +68,7 @@ class KafkaReader:
         s = self.settings
         try:
             known: set[str] = set(await self._consumer.topics())
-        except (KafkaError, UnicodeDecodeError) as exc:
+        except KafkaError as exc:
             raise translate(exc, self.settings) from exc
         out: list[TopicPartition] = []
         if s.explicit:
@@ -102,7 +102,7 @@ class KafkaReader:
         """Each topic's ID (``""``: unknown), to tell its messages from an earlier topic's of that name."""
         try:
             return await protocol.consumer_topic_ids(self._consumer, sorted(set(topics)))
-        except (KafkaError, UnicodeDecodeError) as exc:
+        except KafkaError as exc:
             raise translate(exc, self.settings) from exc
 
     async def _partitions_of(self, topic: str) -> set[int]:
@@ -124,7 +124,7 @@ class KafkaReader:
             await consumer.seek_to_beginning(*tps)
             listed = await consumer.end_offsets(list(tps))
             firsts = {tp: await consumer.position(tp) for tp in tps}
-        except (KafkaError, UnicodeDecodeError) as exc:
+        except KafkaError as exc:
             raise translate(exc, self.settings) from exc
         committed_only = self.settings.isolation_level == "read_committed"
         ends: dict[TopicPartition, int | None] = {}
@@ -167,7 +167,7 @@ class KafkaReader:
     async def committed(self, tp: TopicPartition) -> int | None:
         try:
             value = await self._consumer.committed(tp)
-        except (KafkaError, UnicodeDecodeError) as exc:
+        except KafkaError as exc:
             raise translate(exc, self.settings) from exc
         return None if value is None or value < 0 else int(value)
 
@@ -175,7 +175,7 @@ class KafkaReader:
         """The partition's first offset now (after retention)."""
         try:
             found = await self._consumer.beginning_offsets([tp])
-        except (KafkaError, UnicodeDecodeError) as exc:
+        except KafkaError as exc:
             raise translate(exc, self.settings) from exc
         return int(found[tp])
 

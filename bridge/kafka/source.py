@@ -58,6 +58,12 @@ class _Listener(ConsumerRebalanceListener):  # type: ignore[misc] # aiokafka is 
             await self._hooks.partitions_assigned(tps)
 
 
+def _share_of(tps: Sequence[TopicPartition], share: tuple[int, int]) -> list[TopicPartition]:
+    """``--workers N``: worker ``i`` of ``N`` takes every N-th partition of ``tps``, from the i-th."""
+    index, count = share
+    return [tp for i, tp in enumerate(tps) if i % count == index]
+
+
 class KafkaSource:
     def __init__(
         self, settings: KafkaSettings, hooks: RebalanceHooks, share: tuple[int, int] | None = None
@@ -82,9 +88,8 @@ class KafkaSource:
         s = self.settings
         if s.explicit:
             tps = [TopicPartition(e.topic, p) for e in s.explicit for p in e.partitions]
-            if self._share is not None:  # --workers N: worker i takes every N-th, from the i-th
-                index, count = self._share
-                tps = [tp for i, tp in enumerate(tps) if i % count == index]
+            if self._share is not None:
+                tps = _share_of(tps, self._share)
             known = await self._known_partitions({e.topic for e in s.explicit})
             missing = [tp for tp in tps if tp not in known]
             if missing:
@@ -130,13 +135,13 @@ class KafkaSource:
         if s.group:
             try:
                 members = await protocol.group_members(self._consumer, s.group)
-            except (KafkaError, UnicodeDecodeError) as exc:
+            except KafkaError as exc:
                 raise translate(exc, s) from exc
             if members:
                 raise GroupInUse(s.group, len(members))
         try:
             existing = await self._consumer.topics()
-        except (KafkaError, UnicodeDecodeError) as exc:
+        except KafkaError as exc:
             raise translate(exc, s) from exc
         if s.regexp:
             pattern = re.compile("|".join(f"(?:{t})" for t in s.topics))
@@ -145,8 +150,7 @@ class KafkaSource:
                 raise TopicNotFound(self.brokers, list(s.topics), matching=True)  # nothing to copy
         else:
             topics = [t for t in s.topics if t in existing]  # missing ones: missing_topics() says so
-        every = sorted(await self._known_partitions(set(topics)))
-        mine = [tp for i, tp in enumerate(every) if i % count == index]
+        mine = _share_of(sorted(await self._known_partitions(set(topics))), (index, count))
         self._consumer.assign(mine)
         # even none (more workers than partitions): the backfill then has nothing to wait for and ends
         await self._hooks.partitions_assigned(set(mine))
@@ -157,7 +161,7 @@ class KafkaSource:
             return []
         try:
             existing = await self._consumer.topics()
-        except (KafkaError, UnicodeDecodeError) as exc:
+        except KafkaError as exc:
             raise translate(exc, self.settings) from exc
         return [t for t in self.settings.topics if t not in existing]
 
@@ -165,7 +169,7 @@ class KafkaSource:
         """Each topic's ID, ``""`` when it does not exist (any more) or the broker reports none."""
         try:
             return await protocol.consumer_topic_ids(self._consumer, sorted(set(topics)))
-        except (KafkaError, UnicodeDecodeError) as exc:
+        except KafkaError as exc:
             raise translate(exc, self.settings) from exc
 
     async def _start_once(self) -> None:
@@ -211,7 +215,7 @@ class KafkaSource:
             if tp is None:
                 raise translate(exc, self.settings) from exc
             raise LogRewound.start_past_end(tp.topic, tp.partition, offset, self.settings.group) from exc
-        except (KafkaError, UnicodeDecodeError) as exc:
+        except (KafkaError, UnicodeDecodeError) as exc:  # a header name aiokafka cannot decode
             raise translate(exc, self.settings) from exc
         return result
 
@@ -263,7 +267,7 @@ class KafkaSource:
     async def end_offsets(self, tps: Sequence[TopicPartition]) -> dict[TopicPartition, int]:
         try:
             result: dict[TopicPartition, int] = await self._consumer.end_offsets(list(tps))
-        except (KafkaError, UnicodeDecodeError) as exc:
+        except KafkaError as exc:
             raise translate(exc, self.settings) from exc
         return result
 
@@ -284,7 +288,7 @@ class KafkaSource:
             return {}
         try:
             found = await protocol.committed_metadata(self._consumer, list(tps))
-        except (KafkaError, UnicodeDecodeError) as exc:
+        except KafkaError as exc:
             raise translate(exc, self.settings) from exc
         out: dict[TopicPartition, str] = {}
         for tp, metadata in found.items():
@@ -322,7 +326,7 @@ class KafkaSource:
         except KafkaUnavailable as exc:
             log.warning("commit_failed", error=str(exc), partitions=len(offsets))
             return False
-        except (KafkaError, UnicodeDecodeError) as exc:
+        except KafkaError as exc:
             raise translate(exc, self.settings) from exc
         return True
 
