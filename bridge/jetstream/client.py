@@ -24,6 +24,7 @@ goes through ``InboxClient._process_msg`` to ``on_reply(subject, data, headers)`
 The parser keeps no state between reads but the unread bytes: an incomplete frame stays in the
 buffer until the rest arrives. These nats-py internals (``Client._ps``, ``Client._nuid``,
 ``Client._server_info``, ``Client._send_command``, ``Client._flush_pending``, ``Client._process_*``,
+``Client._close``, ``Client._pending``/``_pending_data_size``,
 ``Parser.buf``, ``Subscription._id``, the parser's regular expressions) are pinned by the nats-py
 version range in pyproject.toml and covered by ``tests/unit/test_jetstream_client.py``: a test of the
 shape relied on (it fails when the installed nats-py no longer has it), byte-for-byte agreement with
@@ -157,6 +158,25 @@ class InboxClient(NatsClient):
     def __init__(self) -> None:
         super().__init__()
         self._ps: InboxParser = InboxParser(self)
+
+    _orderly_close = False
+
+    async def close(self) -> None:
+        self._orderly_close = True
+        await super().close()
+
+    async def _close(self, status: int, do_cbs: bool = True) -> None:
+        if not self._orderly_close:
+            # nats-py closes the client itself when the connection is lost, goes stale or is refused by
+            # the server (the bridge turns nats-py's reconnection off). What is still queued cannot go
+            # out then: written to the transport that just closed it raises out of nats-py's task
+            # (uvloop: "the handler is closed"), drain() waits on a stale peer, and either way the rest
+            # of the close (closed_cb, which tells the publisher the connection is gone) never runs.
+            # The queued frames are unacknowledged publishes, re-sent by the publisher on its next
+            # connection. ``close()`` on a live connection still sends them first.
+            self._pending = []
+            self._pending_data_size = 0
+        await super()._close(status, do_cbs)
 
     async def write(self, blob: bytes) -> None:
         """Hand pre-encoded frames to the connection's write buffer as one command and wake its flusher

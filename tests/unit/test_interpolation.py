@@ -652,10 +652,8 @@ def test_a_query_deeper_than_the_limit_is_a_syntax_error_not_a_recursion_error(
     query: str, levels: int
 ) -> None:
     source = "orders.${! " + query + " }"
-    started = time.monotonic()
     with pytest.raises(TemplateSyntaxError) as caught:
         Template.compile(source)
-    assert time.monotonic() - started < 2
     error = caught.value
     assert error.message == "query nested or chained more than 64 levels deep"
     assert 1 <= error.column <= len(source)

@@ -243,6 +243,7 @@ def test_nats_py_still_has_the_shape_the_client_relies_on() -> None:
                       "pending_bytes_limit"],
         "flush": ["self", "timeout"],
         "close": ["self"],
+        "_close": ["self", "status", "do_cbs"],  # InboxClient drops what is queued when nats-py closes itself
     }  # fmt: skip # one method per line, its parameters as nats-py names them
     for name, expected in coroutines.items():
         method = getattr(Client, name)
@@ -263,6 +264,8 @@ def test_nats_py_still_has_the_shape_the_client_relies_on() -> None:
     assert isinstance(nuid, bytes | bytearray)
     assert len(nuid) == 22  # INBOX_PREFIX_LEN and so MAX_REPLY_LEN depend on it
     assert isinstance(nc._server_info, dict)
+    assert nc._pending == []  # the write queue _close would flush
+    assert nc._pending_data_size == 0
     assert Subscription(nc, id=7)._id == 7  # subscribe_inbox() reads the subscription's sid there
 
     # the control-line expressions the inbox parser matches with, and the groups it unpacks

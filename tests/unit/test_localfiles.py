@@ -7,7 +7,9 @@ the field's dotted path and line; files of a ``tls`` block that is not enabled a
 from __future__ import annotations
 
 import os
-import time
+import tracemalloc
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -18,6 +20,18 @@ from bridge.core.errors import ConfigError, Problem
 from bridge.core.localfiles import CONFIG_LIMIT, CREDENTIAL_LIMIT, FileRefused, read_config, read_credential
 
 pytestmark = pytest.mark.timeout(20)  # a FIFO that blocks would hang here, not fail: bound it
+
+
+@contextmanager
+def reads_little() -> Iterator[None]:
+    """Allocates under 8 MiB at its peak: a 2 GiB file or /dev/zero was refused, not read."""
+    tracemalloc.start()
+    try:
+        yield
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert peak < 8 * 1024**2, peak
 
 
 @pytest.fixture
@@ -55,10 +69,8 @@ def test_exactly_the_limit_is_read_one_byte_more_is_refused(tmp_path: Path, read
 
 @pytest.mark.parametrize("read", [read_config, read_credential])
 def test_a_huge_file_is_refused_before_it_is_read(huge: Path, read) -> None:
-    started = time.monotonic()
-    with pytest.raises(FileRefused, match=r"^it is 2 GiB, more than the 1 MiB allowed$"):
+    with reads_little(), pytest.raises(FileRefused, match=r"^it is 2 GiB, more than the 1 MiB allowed$"):
         read(huge)
-    assert time.monotonic() - started < 1
 
 
 @pytest.mark.parametrize("read", [read_config, read_credential])
@@ -117,10 +129,8 @@ def test_a_config_may_come_from_a_pipe() -> None:
 
 
 def test_an_endless_config_stream_stops_at_the_limit() -> None:
-    started = time.monotonic()
-    with pytest.raises(FileRefused, match=r"^it is larger than the 1 MiB allowed$"):
+    with reads_little(), pytest.raises(FileRefused, match=r"^it is larger than the 1 MiB allowed$"):
         read_config("/dev/zero")
-    assert time.monotonic() - started < 1
 
 
 def test_sizes_are_written_for_people() -> None:
@@ -174,10 +184,8 @@ def test_every_credential_file_is_checked_when_the_config_loads(
     field: str, case: str, files: dict[str, tuple[Path | str, str]], tmp_path: Path
 ) -> None:
     path, reason = files[case]
-    started = time.monotonic()
-    with pytest.raises(ConfigError) as info:
+    with reads_little(), pytest.raises(ConfigError) as info:
         parse(with_field(field, path, tmp_path / "ok.pem"), environ={})
-    assert time.monotonic() - started < 2
     assert info.value.problems == [Problem(field, 12, f"cannot read {str(path)!r}: {reason}")]
 
 
@@ -211,10 +219,8 @@ def test_a_config_file_over_the_limit_is_refused_at_once(tmp_path: Path) -> None
     with open(path, "wb") as fh:
         fh.write(BASE.encode())
         fh.truncate(50 * 1024**2)
-    started = time.monotonic()
-    with pytest.raises(ConfigError) as info:
+    with reads_little(), pytest.raises(ConfigError) as info:
         load(path, environ={})
-    assert time.monotonic() - started < 1
     assert [str(p) for p in info.value.problems] == [
         "cannot read config file: it is 50 MiB, more than the 1 MiB allowed"
     ]
