@@ -328,11 +328,21 @@ def _version() -> str:
 # ---------------------------------------------------------------------------- lint
 
 
-def _print_problems(path: str, problems: Sequence[Problem], out: TextIO, warning: bool = False) -> None:
-    for problem in problems:
+def _print_problems(
+    path: str,
+    problems: Sequence[Problem],
+    out: TextIO,
+    warning: bool = False,
+    warnings: Sequence[Problem] = (),
+) -> None:
+    """One line per problem (each a warning when ``warning``), and ``warnings`` among them, by line."""
+    marked = sorted(
+        [(p, warning) for p in problems] + [(w, True) for w in warnings], key=lambda pair: pair[0].line
+    )
+    for problem, is_warning in marked:
         where = f"{path}:{problem.line}" if problem.line else path
         field = f"{problem.path}: " if problem.path else ""  # no path: the file as a whole
-        print(f"{where}: {field}{'warning: ' if warning else ''}{problem.message}", file=out)
+        print(f"{where}: {field}{'warning: ' if is_warning else ''}{problem.message}", file=out)
 
 
 def cmd_lint(files: Sequence[str], skip_env_check: bool = False) -> int:
@@ -345,7 +355,7 @@ def cmd_lint(files: Sequence[str], skip_env_check: bool = False) -> int:
                 print(f"{path}: ok")
                 continue
             code = ExitCode.CONFIG
-            _print_problems(path, exc.problems, sys.stdout)
+            _print_problems(path, exc.problems, sys.stdout, warnings=exc.warnings)
         else:
             _print_problems(path, loaded.warnings, sys.stdout, warning=True)
             print(f"{path}: ok")

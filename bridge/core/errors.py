@@ -87,9 +87,12 @@ class Problem:
 class ConfigError(BridgeError):
     exit_code = ExitCode.CONFIG
 
-    def __init__(self, problems: list[Problem], source: str = "") -> None:
+    def __init__(
+        self, problems: list[Problem], source: str = "", warnings: list[Problem] | None = None
+    ) -> None:
         self.problems = problems
         self.source = source
+        self.warnings = warnings or []  # what has no effect, found before the problems stopped the check
         head = f"{source}: " if source else ""
         super().__init__(head + "; ".join(str(p) for p in problems))
 

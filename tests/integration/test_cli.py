@@ -194,6 +194,12 @@ def test_lint_sorts_by_line_and_warns_about_what_has_no_effect(tmp_path: Path) -
     assert (
         lines[0] == f"{cfg}:5: input.kafka_franz.consumer_grup: unknown field (did you mean consumer_group?)"
     )
+    # what has no effect is said beside the problems, not only once they are fixed
+    assert [line.split(": warning:")[0] for line in lines if ": warning: " in line] == [
+        f"{cfg}:6: input.kafka_franz.auto_replay_nacks",
+        f"{cfg}:13: tracer.open_telemetry_collector",
+    ]
+    assert len(lines) > 3  # the problems are there too
     fixed = (
         cfg.read_text()
         .replace("consumer_grup", "consumer_group")

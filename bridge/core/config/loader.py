@@ -325,6 +325,7 @@ def parse(
     if problems and any(p.message.startswith("the config must be") for p in problems):
         report.raise_with(problems)
     cleaned = {k: v for k, v in data.items() if k not in _TOP_LEVEL_UNSUPPORTED}
+    report.inert = hints.inert_warnings(cleaned, lines)
     secret_text_as_written(cleaned, raw)
     try:
         config = Config.model_validate(cleaned)
@@ -393,7 +394,7 @@ def parse(
     warnings = [
         *_warnings(config, kafka, lines),
         *_msg_id_warnings(msg_id, kafka, lines),
-        *hints.inert_warnings(cleaned, lines),
+        *report.inert,
         *report.nested_defaults(),
     ]
     return Loaded(
@@ -428,6 +429,7 @@ class _Report:
         self.sub = sub
         self.source = source
         self.set_paths: list[tuple[str | int, ...]] = []
+        self.inert: list[Problem] = []  # fields with no effect here: shown beside the problems too
 
     def _env_problems(self) -> list[Problem]:
         return [
@@ -465,7 +467,8 @@ class _Report:
         """Raise the problems shown; with every one of them from a variable taken as empty, a
         ``ConfigError`` without problems (``lint --skip-env-var-check`` says ok: the rest of the file
         checked up to there had none)."""
-        raise ConfigError(self.finish(list(problems)), self.source) from cause
+        warnings = [from_set(self.sub.reword(p), self.set_paths) for p in self.inert]
+        raise ConfigError(self.finish(list(problems)), self.source, warnings) from cause
 
 
 def from_set(problem: Problem, set_paths: Sequence[tuple[str | int, ...]]) -> Problem:
