@@ -251,6 +251,13 @@ _FIELDS = (
     "kafka_timestamp_ms", "kafka_tombstone_message", "kafka_lag",
 )  # fmt: skip
 _FIXED_FIELDS = frozenset(_FIELDS)
+# The per-record values, in the order MetadataRoute formats them (kafka_topic, kafka_partition are constant).
+_DYNAMIC = ("kafka_key", "kafka_offset", "kafka_timestamp_unix", "kafka_timestamp_ms",
+            "kafka_tombstone_message", "kafka_lag")  # fmt: skip
+# Sentinels of MetadataRoute's header-name cache, told apart by identity: a name not looked at yet, and
+# one that is no NATS header name.
+_UNSEEN = b"\0unseen"
+_REFUSED = b"\0refused"
 _TEXT_FIELDS = frozenset({"kafka_key", "kafka_tombstone_message"})  # the others are integers
 # A header value that needs no work: printable ASCII without leading or trailing whitespace. Anything
 # else (UTF-8, CR/LF, invalid bytes) goes through the text rule of ``bridge.core.message.text`` and
@@ -269,16 +276,16 @@ def _header_value(raw: bytes | None) -> bytes:
 class MetadataRoute:
     """The publish of one partition's records when the ``kafka_*`` metadata (and record headers) become
     headers: everything constant for the partition — the subject, configured headers, the
-    ``kafka_topic`` and ``kafka_partition`` lines, the ``Nats-Msg-Id`` prefix — is pre-encoded, and each
-    record costs one formatting of its key, offset, timestamps, tombstone flag and lag plus its own
-    header lines. It writes the bytes the general path writes (a property test compares them); records it
-    cannot do so for — a record header that shadows a ``kafka_*`` key or repeats a name, a header name
-    that is no NATS header, a limit broken — take the general path (``general``), which also raises their
-    record errors."""
+    ``kafka_topic`` and ``kafka_partition`` lines, the ``Nats-Msg-Id`` prefix — is pre-encoded in one
+    format per partition, and each record costs one formatting of its key, offset, timestamps, tombstone
+    flag, lag and its own header lines. It writes the bytes the general path writes (a property test
+    compares them); records it cannot do so for — a record header that shadows a ``kafka_*`` key or
+    repeats a name, a header name that is no NATS header, a limit broken — take the general path
+    (``general``), which also raises their record errors."""
 
     __slots__ = (
-        "_general", "_head_fmt", "_head_fmt_lag", "_id_prefix", "_names", "_pick", "_pick_lag",
-        "_router", "head", "max_payload", "subject",
+        "_every", "_fmt", "_fmt_lag", "_general", "_names", "_pick", "_pick_lag", "_router", "_with_id",
+        "head", "max_payload", "subject",
     )  # fmt: skip
 
     def __init__(
@@ -298,8 +305,14 @@ class MetadataRoute:
         self._router = router
         self._general = general
         constant = {"kafka_topic": topic.encode(), "kafka_partition": b"%d" % partition}
-        dynamic = ("kafka_key", "kafka_offset", "kafka_timestamp_unix", "kafka_timestamp_ms",
-                   "kafka_tombstone_message", "kafka_lag")  # fmt: skip
+        # The header block's format: configured and constant lines as they are, a placeholder for each
+        # dynamic kafka_* value the metadata filter keeps, then the record's own header lines (%b), then
+        # the Nats-Msg-Id with the offset's digits (%d) or the block's end.
+        tail = (
+            CRLF
+            if msg_id_prefix is None
+            else b"Nats-Msg-Id: " + msg_id_prefix.replace("%", "%%").encode() + b"%d\r\n\r\n"
+        )
         formats: dict[bool, tuple[bytes, tuple[int, ...]]] = {}
         for with_lag in (False, True):
             fmt = HEADER_LINE + static_lines.replace(b"%", b"%%")
@@ -314,70 +327,100 @@ class MetadataRoute:
                     fmt += line + constant[key].replace(b"%", b"%%") + CRLF
                 else:
                     fmt += line + (b"%b" if key in _TEXT_FIELDS else b"%d") + CRLF
-                    picked.append(dynamic.index(key))
-            formats[with_lag] = (fmt, tuple(picked))
-        self._head_fmt, self._pick = formats[False]
-        self._head_fmt_lag, self._pick_lag = formats[True]
-        self._id_prefix = (
-            b"" if msg_id_prefix is None else b"Nats-Msg-Id: " + msg_id_prefix.encode()
-        )  # + the offset's digits, CRLF
+                    picked.append(_DYNAMIC.index(key))
+            formats[with_lag] = (fmt + b"%b" + tail, tuple(picked))
+        self._fmt, self._pick = formats[False]
+        self._fmt_lag, self._pick_lag = formats[True]
+        # every dynamic value is sent, in _DYNAMIC's order (the mission's configuration): no picking
+        self._every = self._pick_lag == tuple(range(len(_DYNAMIC)))
+        if msg_id_prefix is None:
+            self._fmt += b"%b"  # takes b"" where the id takes the offset (route_record passes ``_id_arg``)
+            self._fmt_lag += b"%b"
+        self._with_id = msg_id_prefix is not None
         self._names: dict[str, bytes | None] = {}  # record header name → its line's start, None: not sent
 
     def _record_lines(self, headers: Sequence[tuple[str, bytes]]) -> bytes | None:
         """The header lines of a record's own headers, or None when the general path must build them."""
         names = self._names
+        if len(headers) == 1:
+            name, raw = headers[0]
+            start = names.get(name, _UNSEEN)
+            if start is _UNSEEN:
+                if name in _FIXED_FIELDS:
+                    return None  # it shadows a kafka_* key: the general path
+                start = self._line_start(name)
+                if start is _REFUSED:
+                    return None
+            if start is None:
+                return b""
+            return (
+                start
+                + (raw if raw is not None and _PLAIN_VALUE.fullmatch(raw) else _header_value(raw))
+                + CRLF
+            )
         out = []
-        seen: set[str] | None = set() if len(headers) > 1 else None
+        seen: set[str] = set()
         for name, raw in headers:
             if name in _FIXED_FIELDS:
                 return None  # it shadows a kafka_* key (in place, as a dict does): the general path
-            if seen is not None:
-                if name in seen:
-                    return None  # repeated: the last one wins, in the first one's place
-                seen.add(name)
-            try:
-                start = names[name]
-            except KeyError:
-                header = self._router._header_name(name)
-                start = None
-                if header is not None:
-                    if header_name_problem(header):
-                        return None  # the general path raises its record error
-                    start = header.encode() + b": "
-                if len(names) < _SUBJECT_CACHE_MAX:
-                    names[name] = start
+            if name in seen:
+                return None  # repeated: the last one wins, in the first one's place
+            seen.add(name)
+            start = names.get(name, _UNSEEN)
+            if start is _UNSEEN:
+                start = self._line_start(name)
+                if start is _REFUSED:
+                    return None
             if start is not None:
                 out.append(start + _header_value(raw) + CRLF)
         return b"".join(out)
 
+    def _line_start(self, name: str) -> bytes | None:
+        """``b"<header name>: "`` of a record header (None: the metadata filter leaves it out; ``_REFUSED``:
+        no NATS header name, the general path raises its record error), remembered up to a bound."""
+        header = self._router._header_name(name)
+        start = None
+        if header is not None:
+            if header_name_problem(header):
+                return _REFUSED
+            start = header.encode() + b": "
+        if len(self._names) < _SUBJECT_CACHE_MAX:
+            self._names[name] = start
+        return start
+
     def route_record(self, record: ConsumerRecordLike, highwater: int | None) -> Envelope:
         headers = record.headers
-        extra = b""
         if headers:
-            lines = self._record_lines(headers)
-            if lines is None:
+            extra = self._record_lines(headers)
+            if extra is None:
                 return self._general(record, highwater)
-            extra = lines
+        else:
+            extra = b""
         value = record.value
         offset = record.offset
         ts = record.timestamp
         key = record.key
-        fields = (
-            b"" if key is None else key if _PLAIN_VALUE.fullmatch(key) is not None else _header_value(key),
-            offset,
-            ts // 1000,
-            ts,
-            b"true" if value is None else b"false",
-            0 if highwater is None else max(highwater - offset - 1, 0),
-        )
+        if key is None:
+            key = b""
+        elif _PLAIN_VALUE.fullmatch(key) is None:
+            key = _header_value(key)
+        tombstone = b"true" if value is None else b"false"
+        last: int | bytes = offset if self._with_id else b""  # the Nats-Msg-Id's digits
         if highwater is None:
-            block = self._head_fmt % tuple(fields[i] for i in self._pick)
+            fields: tuple[bytes | int, ...] = (key, offset, ts // 1000, ts, tombstone)
+            if self._every:
+                block = self._fmt % (*fields, extra, last)
+            else:
+                block = self._fmt % (*[fields[i] for i in self._pick], extra, last)
         else:
-            block = self._head_fmt_lag % tuple(fields[i] for i in self._pick_lag)
-        if self._id_prefix:
-            block += extra + self._id_prefix + b"%d\r\n\r\n" % offset
-        else:
-            block += extra + CRLF
+            lag = highwater - offset - 1
+            if lag < 0:
+                lag = 0
+            if self._every:
+                block = self._fmt_lag % (key, offset, ts // 1000, ts, tombstone, lag, extra, last)
+            else:
+                fields = (key, offset, ts // 1000, ts, tombstone, lag)
+                block = self._fmt_lag % (*[fields[i] for i in self._pick_lag], extra, last)
         payload = b"" if value is None else value
         hlen = len(block)
         total = hlen + len(payload)

@@ -209,13 +209,15 @@ def test_the_metadata_route_writes_what_the_general_path_writes(
         general_error = None
     if general_error is not None:
         event(f"refused: {general_error.kind}")
-        with pytest.raises(RecordError) as refused:
-            fast.route_record(record, highwater)
-        assert (refused.value.kind, refused.value.reason) == (general_error.kind, general_error.reason)
+        for _ in range(2):  # the second time with the route's header names remembered
+            with pytest.raises(RecordError) as refused:
+                fast.route_record(record, highwater)
+            assert (refused.value.kind, refused.value.reason) == (general_error.kind, general_error.reason)
         return
     event("routed")
-    envelope = fast.route_record(record, highwater)
-    assert (envelope.subject, envelope.head) == (general.subject, general.head)
-    assert envelope.pre == general.pre
-    assert envelope.payload == general.payload
-    assert envelope.msg_id == general.msg_id
+    for _ in range(2):  # the second time with the route's header names remembered
+        envelope = fast.route_record(record, highwater)
+        assert (envelope.subject, envelope.head) == (general.subject, general.head)
+        assert envelope.pre == general.pre
+        assert envelope.payload == general.payload
+        assert envelope.msg_id == general.msg_id
