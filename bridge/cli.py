@@ -639,8 +639,10 @@ def _config_path(args: argparse.Namespace, parser: argparse.ArgumentParser) -> s
 def main(argv: Sequence[str] | None = None) -> int:
     log_mod.guard_output()  # every line printed from here on: credentials in URLs masked (bridge.ops.log)
     parser, commands = _parser()
-    args = parser.parse_args(argv)
+    args, extra = parser.parse_known_args(argv)
     command = args.command if args.command != "streams" else "streams ensure"
+    if extra:  # said with the command's own usage, not the top level's (exit 2)
+        commands.get(command, parser).error(f"unrecognized arguments: {' '.join(extra)}")
     _read_env_files(getattr(args, "env_file", []) or [])
     if command == "lint":
         return cmd_lint(args.files, args.skip_env_var_check)
