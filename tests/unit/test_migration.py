@@ -88,6 +88,19 @@ def test_short_duplicate_window_is_a_warning_with_its_line() -> None:
     assert not load().warnings  # no stream described: nothing to compare
 
 
+def test_discard_new_with_a_limit_is_a_warning_with_its_line() -> None:
+    """README, "Order per partition": a full discard-new stream refuses a record alone while smaller ones
+    behind it are stored (tests/integration/test_bad_records.py shows it on real servers)."""
+    loaded = load("bridge:\n  stream:\n    name: S\n    discard: new\n    max_bytes: 1GiB\n    max_msgs: 5\n")
+    (warning,) = loaded.warnings
+    assert (warning.path, warning.line) == ("bridge.stream.discard", 14)
+    assert warning.message.startswith(
+        "discard: new with max_bytes and max_msgs: once full, the stream refuses"
+    )
+    assert not load("bridge:\n  stream:\n    name: S\n    discard: new\n").warnings  # no limit: never full
+    assert not load("bridge:\n  stream:\n    name: S\n    max_bytes: 1GiB\n").warnings  # discard: old
+
+
 def test_lint_prints_warnings_and_still_passes(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     path = tmp_path / "c.yaml"
     path.write_text(

@@ -516,6 +516,20 @@ def _warnings(
                     f"shutdown_timeout ({needed:g}s): records re-sent after a crash may be stored twice",
                 )
             )
+        limits = ("max_bytes", "max_msgs", "max_msgs_per_subject")
+        limited = [name for name in limits if getattr(stream, name) > 0]
+        if stream.discard == "new" and limited:
+            path = ("bridge", "stream", "discard")
+            out.append(
+                Problem(
+                    _dotted(path),
+                    _line_for(lines, path),
+                    f"discard: new with {_listed(limited)}: once full, the stream refuses a record while "
+                    "smaller ones behind it may still fit and be stored first, breaking the order of a "
+                    'partition (README, "Order per partition"); use discard: old, or limits the stream '
+                    "never reaches",
+                )
+            )
     return out
 
 
