@@ -248,9 +248,11 @@ def _plain_message(kind: str, message: str) -> str:
     if kind in _PLAIN_MESSAGES:
         return _PLAIN_MESSAGES[kind]
     message = message.removeprefix("Value error, ")
-    for python, plain in (("Input should be greater than or equal to", "must be at least"),
-                          ("Input should be less than or equal to", "must be at most"),
-                          ("Input should be ", "expected ")):  # fmt: skip
+    for python, plain in (
+        ("Input should be greater than or equal to", "must be at least"),
+        ("Input should be less than or equal to", "must be at most"),
+        ("Input should be ", "expected "),
+    ):
         message = message.replace(python, plain)
     return message
 
