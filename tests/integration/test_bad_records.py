@@ -687,3 +687,33 @@ async def test_a_record_refused_alone_while_later_ones_are_stored_is_reported_as
     assert [m.data for m in stored] == [payloads[0], payloads[2], payloads[3], payloads[1]]
     (violation,) = bridge.events("order_violation")
     assert violation["stored_late"].endswith(f"{topic}-0-1")
+
+
+@pytest.mark.parametrize("name", ["bad name", "tab\tname", "Zürich", "a:b", ""])
+async def test_a_header_name_nats_cannot_carry_makes_a_bad_record_not_a_renamed_header(
+    kafka: Kafka, nats_url: str, names: dict, workdir: Path, name: str
+) -> None:
+    """README, "Text rules": Kafka allows any header name, NATS only printable ASCII without ':'. A record
+    whose selected headers include such a name goes to the dead-letter subject whole (kind ``header``),
+    with nothing renamed or dropped; the records around it are stored."""
+    topic, stream, group, prefix = names["topic"], names["stream"], names["group"], names["prefix"]
+    await create_topic(kafka.bootstrap, topic, 1)
+    await create_stream(nats_url, stream, [f"{prefix}.>"])
+    records = [Record(0, b"k", b"v0", (("ok", b"1"),)),
+               Record(0, b"k", b"v1", (("ok", b"2"), (name, b"odd"))),
+               Record(0, b"k", b"v2", (("ok", b"3"),))]  # fmt: skip
+    await produce(kafka.bootstrap, topic, records)
+    cfg = write_config(workdir / "c.yaml", brokers=kafka.bootstrap, topics=[topic], group=group,
+                       nats_url=nats_url, subject=f"{prefix}.data",
+                       extra_output={"metadata": {"include_patterns": [".*"]}},
+                       bridge={"dead_letter": {"subject": f"{prefix}.dlq"}})  # fmt: skip
+    code, _, stderr = backfill(cfg)
+    assert code == 0, stderr[-3000:]
+    stored = await raw_stream(nats_url, stream)
+    assert [(m.subject, m.data, m.text("ok")) for m in stored if m.subject.endswith(".data")] == [
+        (f"{prefix}.data", b"v0", "1"), (f"{prefix}.data", b"v2", "3")
+    ]  # fmt: skip
+    (dead,) = [m for m in stored if m.subject == f"{prefix}.dlq"]
+    assert (dead.offset, dead.data, dead.text("Bridge-Error-Kind")) == ((0, 1), b"v1", "header")
+    assert "header name" in (dead.text("Bridge-Error") or "")
+    assert await committed_offsets(kafka.bootstrap, group, topic) == {0: 3}
