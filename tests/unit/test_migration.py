@@ -166,6 +166,26 @@ def test_create_sends_every_field_and_update_only_the_written_ones() -> None:
     assert planned_update(section, ("kafka.>",), updated)[1] == []
 
 
+@pytest.mark.parametrize(
+    ("written", "current", "change"),
+    [
+        ("max_bytes: 10MiB", -1, "max_bytes: -1 (no limit) → 10485760 (10 MiB)"),
+        ("max_bytes: -1", 1536, "max_bytes: 1536 (1.5 KiB) → -1 (no limit)"),
+        ("max_msg_size: 1GiB", 512, "max_msg_size: 512 → 1073741824 (1 GiB)"),
+        ("max_msgs: 100", -1, "max_msgs: -1 (no limit) → 100"),
+        ("max_msgs_per_subject: -1", 7, "max_msgs_per_subject: 7 → -1 (no limit)"),
+    ],
+)
+def test_streams_ensure_shows_limits_in_their_units(written: str, current: int, change: str) -> None:
+    """``streams ensure`` reports a size change with its unit and -1 as what it means."""
+    loaded = load(f"bridge:\n  stream:\n    name: S\n    {written}\n")
+    section = loaded.config.bridge.stream
+    assert section is not None
+    field = written.split(":")[0]
+    have = {**desired_config(section, ("kafka.>",)), field: current}
+    assert planned_update(section, ("kafka.>",), have)[1] == [change]
+
+
 # ------------------------------------------------------------------------------------ verify
 
 
