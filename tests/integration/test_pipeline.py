@@ -145,7 +145,8 @@ async def test_periodic_commits_are_logged_at_info_once_a_minute(
         assert bridge.stop(timeout=40) == 0, bridge.logs()[-3000:]
     commits = [(c["reason"], c["level"]) for c in bridge.events("committed")]
     periodic = [level for reason, level in commits if reason == "periodic"]
-    assert periodic[0] == "info" and set(periodic[1:]) == {"debug"}, commits
+    assert periodic[0] == "info", commits
+    assert set(periodic[1:]) == {"debug"}, commits
     assert all(level == "info" for reason, level in commits if reason != "periodic"), commits
 
 
