@@ -104,7 +104,8 @@ async def test_continuous_picks_up_new_records_and_sigterm_commits(
     await produce(kafka.bootstrap, topic, sample_records(2, 10))
     cfg = write_config(workdir / "c.yaml", brokers=kafka.bootstrap, topics=[topic], group=group,
                        nats_url=nats_url, subject=f"{prefix}.events")  # fmt: skip
-    with BridgeProcess("run", "-c", str(cfg), log_dir=workdir) as bridge:
+    # CONFIG positional, as rpk connect run takes it
+    with BridgeProcess("run", str(cfg), log_dir=workdir) as bridge:
 
         async def stored(n: int) -> None:
             assert await stream_count(nats_url, stream) == n
