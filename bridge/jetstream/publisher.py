@@ -435,6 +435,8 @@ class JetStreamSink(Generic[Ctx]):
         self._resolved(1)
         if lane.probing is not None and not lane.probing.done():
             lane.probing.set_exception(exc)
+        if lane.idle_waiter is not None and lane.idle:
+            lane.idle_waiter.set()  # a revocation waiting for the lane: its last publish is settled too
         if lane.halted:
             self._maybe_retry(lane)
         self._on_fail(item.ctx, exc)
