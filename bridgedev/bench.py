@@ -356,9 +356,15 @@ def _bridge_backfill(
     asyncio.run(_stream(nats_url, name, [f"{name.lower()}.>"], p.nats_replicas))
     group = f"bench-{uuid.uuid4().hex[:8]}"
     cfg = _config(
-        tmp / f"bridge-{workers}-{int(metadata)}.yaml", bootstrap, nats_url, topic, group,
-        name.lower() + '.${! meta("kafka_partition") }', p, metadata,
-    )  # fmt: skip
+        tmp / f"bridge-{workers}-{int(metadata)}.yaml",
+        bootstrap,
+        nats_url,
+        topic,
+        group,
+        name.lower() + '.${! meta("kafka_partition") }',
+        p,
+        metadata,
+    )
     # --workers N as the CLI runs it: N processes, each with its share of the partitions
     cmds = [[sys.executable, "-m", "bridge", "backfill", "-c", str(cfg), "--json", "--workers", str(workers)]]
     procs, numbers = _measure(cmds, servers, name)
@@ -420,10 +426,22 @@ def _go_backfill(
     name = f"BENCHGO{uuid.uuid4().hex[:6].upper()}"
     asyncio.run(_stream(nats_url, name, [f"{name.lower()}.>"], p.nats_replicas))
     cmd = [
-        str(binary), "-brokers", bootstrap, "-topic", topic, "-group", f"bench-go-{uuid.uuid4().hex[:8]}",
-        "-nats", nats_url, "-subject", name.lower(), "-backfill", f"-metadata={str(metadata).lower()}",
-        "-max-inflight", str(p.max_in_flight),
-    ]  # fmt: skip
+        str(binary),
+        "-brokers",
+        bootstrap,
+        "-topic",
+        topic,
+        "-group",
+        f"bench-go-{uuid.uuid4().hex[:8]}",
+        "-nats",
+        nats_url,
+        "-subject",
+        name.lower(),
+        "-backfill",
+        f"-metadata={str(metadata).lower()}",
+        "-max-inflight",
+        str(p.max_in_flight),
+    ]
     procs, numbers = _measure([cmd], servers, name)
     err = procs[0].stderr.read().decode() if procs[0].stderr else ""
     for pipe in (procs[0].stdout, procs[0].stderr):
@@ -712,20 +730,28 @@ def report(result: Result) -> None:
         go = phases.get(f"go {kind}")
         if go:
             table.add_row(
-                f"Go reference bridge, {kind}", f"{go['records_per_s']:,.0f}", f"{go['cpu_s_per_1m']:.1f}",
-                f"{go['peak_rss_mb']:.0f} MB", f"{go['first_record_s']:.2f} s",
-                f"{go['nats_cpu_s_per_1m']:.1f}", "1.00",
-            )  # fmt: skip
+                f"Go reference bridge, {kind}",
+                f"{go['records_per_s']:,.0f}",
+                f"{go['cpu_s_per_1m']:.1f}",
+                f"{go['peak_rss_mb']:.0f} MB",
+                f"{go['first_record_s']:.2f} s",
+                f"{go['nats_cpu_s_per_1m']:.1f}",
+                "1.00",
+            )
         for name, b in phases.items():
             if not name.startswith(kind + " "):
                 continue
             workers = name.split()[-1].removesuffix("w")
             ratio = f"{b['records_per_s'] / go['records_per_s']:.2f}" if go and go["records_per_s"] else "-"
             table.add_row(
-                f"bridge, {labels[kind]}, {workers} worker(s)", f"{b['records_per_s']:,.0f}",
-                f"{b['cpu_s_per_1m']:.1f}", f"{b['peak_rss_mb']:.0f} MB", f"{b['first_record_s']:.2f} s",
-                f"{b['nats_cpu_s_per_1m']:.1f}", ratio,
-            )  # fmt: skip
+                f"bridge, {labels[kind]}, {workers} worker(s)",
+                f"{b['records_per_s']:,.0f}",
+                f"{b['cpu_s_per_1m']:.1f}",
+                f"{b['peak_rss_mb']:.0f} MB",
+                f"{b['first_record_s']:.2f} s",
+                f"{b['nats_cpu_s_per_1m']:.1f}",
+                ratio,
+            )
     Console(file=sys.stdout, width=160).print(table)
     mission, bare = phases.get("mission 1w"), phases.get("bare 1w")
     if mission and bare and mission["records_per_s"]:

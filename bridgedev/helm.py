@@ -53,8 +53,11 @@ def ensure_helm(version: str = HELM_VERSION) -> Path:
         env = {**os.environ, "GOBIN": str(binary.parent), "GOFLAGS": "-buildvcs=false", "CGO_ENABLED": "0"}
         done = subprocess.run(
             [go, "install", f"helm.sh/helm/v3/cmd/helm@{version}"],
-            env=env, capture_output=True, text=True, timeout=BUILD_TIMEOUT,
-        )  # fmt: skip
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=BUILD_TIMEOUT,
+        )
         if done.returncode != 0 or not binary.is_file():
             raise HelmUnavailable(
                 f"`go install helm.sh/helm/v3/cmd/helm@{version}` failed: {done.stderr[-2000:]}"

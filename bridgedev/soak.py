@@ -200,8 +200,11 @@ class Bridge:
         with self.log_path.open("ab") as log:
             self.proc = subprocess.Popen(
                 [sys.executable, "-m", "bridge", "run", "-c", str(self.config)],
-                stdin=subprocess.DEVNULL, stdout=log, stderr=log, start_new_session=True,
-            )  # fmt: skip
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=log,
+                start_new_session=True,
+            )
         self.started_at = time.monotonic()
 
     @property
@@ -301,9 +304,13 @@ class Producer:
 
     async def run(self) -> None:
         producer = AIOKafkaProducer(
-            bootstrap_servers=self.bootstrap, acks="all", enable_idempotence=True, linger_ms=5,
-            request_timeout_ms=10_000, max_batch_size=256 * 1024,
-        )  # fmt: skip
+            bootstrap_servers=self.bootstrap,
+            acks="all",
+            enable_idempotence=True,
+            linger_ms=5,
+            request_timeout_ms=10_000,
+            max_batch_size=256 * 1024,
+        )
         await producer.start()
         per_tick = max(1, round(self.p.rate * self.TICK))
         i = 0
@@ -428,8 +435,10 @@ class Audit:
         )
 
     def table(self) -> str:
-        rows = ["| partition | end offset | stored | missing | duplicates stored | reorders | committed |",
-                "|---:|---:|---:|---:|---:|---:|---:|"]  # fmt: skip
+        rows = [
+            "| partition | end offset | stored | missing | duplicates stored | reorders | committed |",
+            "|---:|---:|---:|---:|---:|---:|---:|",
+        ]
         for a in self.partitions:
             rows.append(
                 f"| {a.partition} | {a.end:,} | {a.stored:,} | {a.missing} | {a.duplicates} | {a.reorders} "
@@ -580,9 +589,15 @@ class Soak:
                 await nc.close()
             port = free_port()
             cfg = bridge_config(
-                self.tmp / "soak.yaml", bootstrap=kafka.bootstrap, nats_url=server.url, topic=topic,
-                group=group, prefix=prefix, port=port, p=p,
-            )  # fmt: skip
+                self.tmp / "soak.yaml",
+                bootstrap=kafka.bootstrap,
+                nats_url=server.url,
+                topic=topic,
+                group=group,
+                prefix=prefix,
+                port=port,
+                p=p,
+            )
             bridge = Bridge(cfg, self.tmp / "bridge.log", port)
             bridge.start()
             await bridge.wait_ready(120)
@@ -687,18 +702,25 @@ class Soak:
             stored = -1
         uptime = time.monotonic() - bridge.started_at
         sample = Sample(
-            t_s=round(self.elapsed(), 1), bridge_pid=pid, bridge_uptime_s=round(uptime, 1),
-            bridge_rss_mb=round(rss, 1), bridge_cpu_pct=round(cpu, 1),
-            nats_rss_mb=round(nats_rss, 1), nats_cpu_pct=round(nats_cpu, 1),
-            produced=producer.produced, stored=stored, lag=await reader.lag(),
+            t_s=round(self.elapsed(), 1),
+            bridge_pid=pid,
+            bridge_uptime_s=round(uptime, 1),
+            bridge_rss_mb=round(rss, 1),
+            bridge_cpu_pct=round(cpu, 1),
+            nats_rss_mb=round(nats_rss, 1),
+            nats_cpu_pct=round(nats_cpu, 1),
+            produced=producer.produced,
+            stored=stored,
+            lag=await reader.lag(),
             lag_gauge=int(scraped["lag"]) if scraped["lag"] == scraped["lag"] else -1,
             ack_p50_ms=round(_quantile(delta, 0.5) * 1000, 2),
             ack_p99_ms=round(_quantile(delta, 0.99) * 1000, 2),
             ack_samples=int(delta[-1][1]) if delta else 0,
             ready=int(await asyncio.to_thread(ready, bridge.http_port)),
-            nats_restarts=self.nats_restarts, bridge_restarts=self.bridge_restarts,
+            nats_restarts=self.nats_restarts,
+            bridge_restarts=self.bridge_restarts,
             warm=int(uptime >= self.p.warmup and rss == rss),
-        )  # fmt: skip
+        )
         self.samples.append(sample)
         self._write_csv()
         _say(
@@ -747,12 +769,14 @@ class Soak:
                 "max": max(v["max"] for v in audit.e2e_ms.values()),
             }
         result.audit = {
-            "stream_messages": audit.stream_messages, "read": audit.read, "foreign": audit.foreign,
+            "stream_messages": audit.stream_messages,
+            "read": audit.read,
+            "foreign": audit.foreign,
             "missing": sum(a.missing for a in audit.partitions),
             "duplicates": sum(a.duplicates for a in audit.partitions),
             "reorders": sum(a.reorders for a in audit.partitions),
             "partitions": [asdict(a) for a in audit.partitions],
-        }  # fmt: skip
+        }
         result.audit_table = audit.table()
         result.clean = audit.clean and all(code == 0 for code in bridge.exit_codes)
         plot(self.samples, self.events, result, self.out / f"{p.name}.png")

@@ -310,16 +310,19 @@ class LogRewound(BridgeError):
         where = f" ({end})" if end else ""
         if group:
             return cls(
-                topic, partition,
+                topic,
+                partition,
                 f"the committed offset {offset} of group {group!r} is past the end of the log{where}: the "
                 "topic was deleted and created again, or truncated, since that commit",
                 "reset the group's offset (kafka-consumer-groups --reset-offsets --to-earliest "
                 f"--group {group} --topic {topic}:{partition} --execute) or use another consumer_group",
-            )  # fmt: skip
+            )
         return cls(
-            topic, partition, f"the configured start offset {offset} is past the end of the log{where}",
+            topic,
+            partition,
+            f"the configured start offset {offset} is past the end of the log{where}",
             "configure an offset within the log",
-        )  # fmt: skip
+        )
 
 
 class GroupInUse(BridgeError):

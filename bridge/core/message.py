@@ -64,10 +64,18 @@ _UNSET: Any = object()
 # change them: ``kafka_topic: payments`` on a record of ``orders`` would otherwise move it to another
 # topic's subject, out of its partition's order. Such a header is kept as ``Kafka-Header-<name>``
 # (Redpanda Connect lets the header win; here the record's own coordinates do).
-OWN_KEYS = frozenset({
-    "kafka_key", "kafka_topic", "kafka_partition", "kafka_offset", "kafka_lag", "kafka_timestamp_unix",
-    "kafka_timestamp_ms", "kafka_tombstone_message",
-})  # fmt: skip
+OWN_KEYS = frozenset(
+    {
+        "kafka_key",
+        "kafka_topic",
+        "kafka_partition",
+        "kafka_offset",
+        "kafka_lag",
+        "kafka_timestamp_unix",
+        "kafka_timestamp_ms",
+        "kafka_tombstone_message",
+    }
+)
 SHADOW_PREFIX = "Kafka-Header-"
 
 

@@ -247,13 +247,25 @@ class PartitionRoute:
 # The kafka_* metadata a record carries, in the order Message.metadata() builds it; kafka_lag last, and
 # only when the fetch reported a high watermark.
 _FIELDS = (
-    "kafka_key", "kafka_topic", "kafka_partition", "kafka_offset", "kafka_timestamp_unix",
-    "kafka_timestamp_ms", "kafka_tombstone_message", "kafka_lag",
-)  # fmt: skip
+    "kafka_key",
+    "kafka_topic",
+    "kafka_partition",
+    "kafka_offset",
+    "kafka_timestamp_unix",
+    "kafka_timestamp_ms",
+    "kafka_tombstone_message",
+    "kafka_lag",
+)
 _FIXED_FIELDS = frozenset(_FIELDS)
 # The per-record values, in the order MetadataRoute formats them (kafka_topic, kafka_partition are constant).
-_DYNAMIC = ("kafka_key", "kafka_offset", "kafka_timestamp_unix", "kafka_timestamp_ms",
-            "kafka_tombstone_message", "kafka_lag")  # fmt: skip
+_DYNAMIC = (
+    "kafka_key",
+    "kafka_offset",
+    "kafka_timestamp_unix",
+    "kafka_timestamp_ms",
+    "kafka_tombstone_message",
+    "kafka_lag",
+)
 # Sentinels of MetadataRoute's header-name cache, told apart by identity: a name not looked at yet, and
 # one that is no NATS header name.
 _UNSEEN = b"\0unseen"
@@ -284,9 +296,19 @@ class MetadataRoute:
     (``general``), which also raises their record errors."""
 
     __slots__ = (
-        "_every", "_fmt", "_fmt_lag", "_general", "_names", "_pick", "_pick_lag", "_router", "_with_id",
-        "head", "max_payload", "subject",
-    )  # fmt: skip
+        "_every",
+        "_fmt",
+        "_fmt_lag",
+        "_general",
+        "_names",
+        "_pick",
+        "_pick_lag",
+        "_router",
+        "_with_id",
+        "head",
+        "max_payload",
+        "subject",
+    )
 
     def __init__(
         self,
@@ -586,9 +608,15 @@ class Router:
         route: PartitionRoute | MetadataRoute
         if self._wants_metadata:
             route = MetadataRoute(
-                subject, topic, partition, self._static_lines, id_prefix, self.max_payload, self,
+                subject,
+                topic,
+                partition,
+                self._static_lines,
+                id_prefix,
+                self.max_payload,
+                self,
                 self.route_record,
-            )  # fmt: skip
+            )
             # every limit but the control line is checked per record
             if not self.limits.line_always_fits(self.limits.line_fixed(route.head[5:-1])):
                 return None

@@ -11,7 +11,9 @@ earlier one that was not stored"):
   to the front of the queue in order (``rewind``) and are re-sent — the first one alone (``next_probe``),
   the rest in order once it is stored (``resume``, ``resend``). So a later record never overtakes an
   earlier one that was not stored, and re-sent records that had been stored are dropped by the
-  server (same ``Nats-Msg-Id``) and count as delivered.
+  server (same ``Nats-Msg-Id``) and count as delivered. (The halt stops what is not yet written: when
+  the server refuses one publish alone — a ``discard: new`` stream full for its size — the ones
+  already written behind it may be stored first, which ``stored`` reports as an order violation.)
 - A publish that fails for a reason no retry can fix (for example the stream's max message size)
   is settled as ``failed_permanently`` and handed back; its lane keeps flowing.
 - A lane of a revoked partition is dropped (``drop``): its unsettled publishes are abandoned (whoever gets

@@ -408,10 +408,12 @@ class JetStreamSink(Generic[Ctx]):
             self._on_puback(token, *reply)
 
     def _order_violation(self, lane: Lane, item: Envelope) -> None:
-        """The stream stored ``item`` after a later publish of its lane: that cannot be undone (it can only
-        happen when a stream lost a publish it then accepted a later one for, as an R3 stream might while
-        electing a leader), so it is counted and logged loudly. Ack timeouts and lost connections are
-        not evidence: the publish may well have been stored; only a non-duplicate ack here is."""
+        """The stream stored ``item`` after a later publish of its lane: that cannot be undone, so it is
+        counted and logged loudly. It happens when the server refused ``item`` alone for a reason a
+        retry fixed (a ``discard: new`` stream full for its size, a per-subject limit) while the publishes
+        behind it, already written, were stored; or when a stream lost a publish and accepted a later one
+        (an R3 stream electing a leader). Ack timeouts and lost connections are not evidence: the
+        publish may well have been stored; only a non-duplicate ack here is."""
         self.reorders += 1
         log.error("order_violation", lane=lane.name, subject=item.subject, stored_late=item.msg_id)
 
@@ -433,6 +435,8 @@ class JetStreamSink(Generic[Ctx]):
         self._resolved(1)
         if lane.probing is not None and not lane.probing.done():
             lane.probing.set_exception(exc)
+        if lane.idle_waiter is not None and lane.idle:
+            lane.idle_waiter.set()  # a revocation waiting for the lane: its last publish is settled too
         if lane.halted:
             self._maybe_retry(lane)
         self._on_fail(item.ctx, exc)

@@ -131,9 +131,22 @@ def desired_config(section: StreamSection, subjects: tuple[str, ...]) -> dict[st
     return cfg
 
 
+_SIZES = ("max_bytes", "max_msg_size")
+_LIMITS = ("max_bytes", "max_msg_size", "max_msgs", "max_msgs_per_subject")
+_UNITS = (("TiB", 1 << 40), ("GiB", 1 << 30), ("MiB", 1 << 20), ("KiB", 1 << 10))
+
+
 def _show(attr: str, value: Any) -> str:
+    """A field's value as ``streams ensure`` reports a change: durations in seconds, limits with what -1
+    means, sizes with their unit (``10485760 (10 MiB)``)."""
     if attr in _DURATIONS and isinstance(value, int | float):
         return f"{value / NS:g}s"
+    if attr in _LIMITS and value == -1:
+        return "-1 (no limit)"
+    if attr in _SIZES and isinstance(value, int) and value > 0:
+        for unit, size in _UNITS:
+            if value >= size:
+                return f"{value} ({value / size:.3g} {unit})"
     return json.dumps(value)
 
 

@@ -2,7 +2,7 @@
 
     backfill assigned ━━━━━━━━━━━━━━━━╸━━━━━━━━━━━━━━━━━━━━━  41,216/100,000  41% 20,608 rec/s ETA 0:00:03
 
-The phase is the pipeline's own (``Pipeline.phase``): ``joining`` (connecting and taking its
+The phase is the pipeline's own (``Pipeline.phase``): ``starting`` (connecting and taking its
 partitions: a backfill lists them itself and joins no group, so this lasts a metadata round trip),
 ``assigned`` (fetching and publishing), ``draining`` (every partition read to its end offset, waiting
 for the last acks), ``stopped``. The rate counts from the moment partitions were first held
@@ -52,7 +52,7 @@ class BackfillProgress:
             transient=False,
         )
         self._task = self._progress.add_task(
-            "backfill", total=None, phase="joining", count="0", rate="-", eta="-"
+            "backfill", total=None, phase="starting", count="0", rate="-", eta="-"
         )
 
     def advance(self, n: int) -> None:

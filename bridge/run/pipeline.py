@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import math
 import time
 from collections import deque
 from collections.abc import Awaitable, Callable, Iterable
@@ -67,6 +68,7 @@ T = TypeVar("T")
 
 FETCH_WAIT = 0.25  # seconds getmany waits for records before the loop looks around again
 DRAIN_SHARE = 0.75  # of the shutdown deadline, at most, waiting for in-flight acks (the rest: commit, close)
+COMMIT_LOG_INTERVAL = 60.0  # seconds between periodic commits logged at INFO (the others at DEBUG)
 
 
 @dataclass(slots=True)
@@ -130,7 +132,7 @@ class _Part:
     batches: deque[tuple[int, float]] = field(default_factory=deque)
 
 
-Phase: TypeAlias = Literal["joining", "assigned", "draining", "stopped"]
+Phase: TypeAlias = Literal["starting", "assigned", "draining", "stopped"]
 
 Pending: TypeAlias = tuple[_Part, ConsumerRecordLike, bool]
 """A record's context through the sink, handed back by its ack or failure: ``(part, record, dead)`` —
@@ -214,11 +216,13 @@ class Pipeline:
         self.commit_failures = 0
         self.commit_seconds = 0.0
         self._last_commit_ok = time.monotonic()
+        self._commit_logged_at = -math.inf  # when a periodic commit was last logged at INFO
         self.assigned_once = False
-        # where the run is, for the backfill's progress line: "joining" (connecting, waiting for the group
-        # to assign partitions), "assigned" (fetching), "draining" (fetching done, waiting for the acks),
-        # "stopped"; assigned_at: when partitions were first held (a rate excludes the wait before it)
-        self.phase: Phase = "joining"
+        # where the run is, for the backfill's progress line: "starting" (connecting, taking its
+        # partitions: a run waits for the group to assign them), "assigned" (fetching), "draining"
+        # (fetching done, waiting for the acks), "stopped"; assigned_at: when partitions were first held
+        # (a rate excludes the wait before it)
+        self.phase: Phase = "starting"
         self.assigned_at: float | None = None
         self.input_latency = LatencyHistogram()  # fetch → PubAck of each batch's last record
 
@@ -370,7 +374,7 @@ class Pipeline:
         self.assigned_once = True
         if self.assigned_at is None:
             self.assigned_at = time.monotonic()
-        if self.phase == "joining":
+        if self.phase == "starting":
             self.phase = "assigned"
         log.info("partitions_assigned", partitions=_names(tps))
 
@@ -499,7 +503,15 @@ class Pipeline:
                 if report is not None:
                     report.committed = offset
             self._commits += 1
-            log.info(
+            # One line per commit for revocations and shutdown; periodic ones (every commit_period, 1 s by
+            # default) at INFO once a minute, the others at DEBUG, so a quiet run does not fill its log.
+            say = log.info
+            if reason == "periodic":
+                if started - self._commit_logged_at < COMMIT_LOG_INTERVAL:
+                    say = log.debug
+                else:
+                    self._commit_logged_at = started
+            say(
                 "committed",
                 reason=reason,
                 partitions=len(offsets),

@@ -48,6 +48,7 @@ from tests.support import BridgeProcess, create_stream, create_topic, stream_cou
 pytestmark = [pytest.mark.faults, pytest.mark.timeout(480)]
 
 CHECKS = {"nats_connected", "kafka_assigned", "commits_fresh"}
+MAX_IN_FLIGHT = 256  # per replica: bounds what a fault can make a replica send again
 GROUP = {"session_timeout": "6s", "rebalance_timeout": "10s", "heartbeat_interval": "1s"}
 
 
@@ -147,11 +148,15 @@ async def test_kafka_and_nats_clusters_with_replicas_in_one_group(names: dict, w
         every: list[BridgeProcess] = []
         ports: dict[str, int] = {}
 
-        def start(name: str) -> None:
+        first_leader = cluster.stream_leader(stream)
+        assert first_leader is not None
+
+        def start(name: str, urls: str = cluster.urls) -> None:
             ports[name] = free_port()
             cfg = fault_config(
-                workdir / f"{name}.yaml", brokers=bootstrap, topic=topic, group=group, nats_url=cluster.urls,
-                prefix=prefix, extra_input=GROUP, extra_output={"max_reconnects": -1},
+                workdir / f"{name}.yaml", brokers=bootstrap, topic=topic, group=group, nats_url=urls,
+                prefix=prefix, extra_input=GROUP,
+                extra_output={"max_reconnects": -1, "max_in_flight": MAX_IN_FLIGHT},
                 top={"http": {"enabled": True, "address": f"127.0.0.1:{ports[name]}"}},
             )  # fmt: skip
             replicas[name] = BridgeProcess("run", "-c", str(cfg), log_dir=workdir, name=name)
@@ -179,7 +184,10 @@ async def test_kafka_and_nats_clusters_with_replicas_in_one_group(names: dict, w
 
         with ReadyPoller(began) as poller:
             try:
-                for name in ("r1", "r2", "r3"):
+                # r1 knows only the stream leader's URL: at least one replica is on the server killed in
+                # step 2 and must re-send what it had in flight there once that server is back
+                start("r1", first_leader.url)
+                for name in ("r2", "r3"):
                     start(name)
                 assert await wait_for(settled, within=60), {k: p.logs()[-2000:] for k, p in replicas.items()}
                 assert await wait_for(all_ready, within=30), poller.answers
@@ -216,6 +224,7 @@ async def test_kafka_and_nats_clusters_with_replicas_in_one_group(names: dict, w
                 assert nats_leader is not None
                 # the leader by its own account too, not only by another node's (possibly stale) view
                 assert cluster.stream_leader(stream, view=nats_leader) is nats_leader
+                assert nats_leader is first_leader, "the stream leader moved before it was killed"
                 nats_index = cluster.index_of(nats_leader.name)
                 on_leader = int(nats_leader.monitor("/connz")["num_connections"])  # only replicas by now
                 cluster.kill_node(nats_index)
@@ -262,6 +271,12 @@ async def test_kafka_and_nats_clusters_with_replicas_in_one_group(names: dict, w
                 assigned = {
                     n: metric(ports[n], "kafka_jetstream_bridge_partitions_assigned")() for n in replicas
                 }
+                resent = {
+                    n: metric(ports[n], "kafka_jetstream_bridge_publishes_resent_total")() for n in replicas
+                }
+                duplicates = {
+                    n: metric(ports[n], "kafka_jetstream_bridge_records_duplicates_total")() for n in replicas
+                }
                 final_at = time.monotonic() - began
                 codes = {n: replicas.pop(n).stop(timeout=40) for n in list(replicas)}
             finally:
@@ -284,12 +299,20 @@ async def test_kafka_and_nats_clusters_with_replicas_in_one_group(names: dict, w
         f"longest 503 per replica {', '.join(f'{n} {v:.1f}s' for n, v in sorted(longest.items()))}",
     )  # fmt: skip
     report = "\n".join(f"{t:7.1f} s  {what}" for t, what in events)
-    print(f"\n{check.table()}\n{report}\nunready spans: {spans}\ntest took {seconds:.0f} s")
+    print(f"\n{check.table()}\n{report}\nunready spans: {spans}\nre-sent {resent}, duplicate acks {duplicates}"
+          f"\ntest took {seconds:.0f} s")  # fmt: skip
 
     check.assert_clean()
     assert codes == dict.fromkeys(codes, 0), codes
     assert sum(assigned.values()) == partitions, assigned
     assert producing_until_faults_done, "the producer finished before the last fault: widen total"
+    # What the faults cost in re-sends, on the replicas alive at the end (r2's counters died with it):
+    # a lost connection or a halted lane sends its in-flight publishes again, at most MAX_IN_FLIGHT per
+    # replica and fault; the duplicates the stream dropped are those re-sends plus what r2 had read and
+    # not committed (a commit period of its share) and the fourth replica's takeover.
+    assert resent["r1"] > 0, resent  # r1 was on the killed stream leader: it re-sent there
+    assert sum(resent.values()) <= 8 * MAX_IN_FLIGHT, resent
+    assert sum(duplicates.values()) <= 5 * MAX_IN_FLIGHT + 800, duplicates
     for proc in every:
         assert not log_problems(proc.logs()), proc.logs()[-3000:]
     # /ready as docs/operations.md has it

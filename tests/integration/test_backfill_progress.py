@@ -1,5 +1,5 @@
 """A backfill on a terminal (a pseudo-terminal here, through the real CLI) shows its progress line: the
-pipeline's phase from ``joining`` to ``stopped``, the count against the end offsets, and a rate that
+pipeline's phase from ``starting`` to ``stopped``, the count against the end offsets, and a rate that
 leaves out the wait to join the group (``tests/unit/test_progress.py`` has the arithmetic)."""
 
 from __future__ import annotations
@@ -31,8 +31,8 @@ pytestmark = pytest.mark.integration
 
 ANSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]")
 LINE = re.compile(r"backfill (\w+)\s.*?([\d,]+)/([\d,]+)\s+(\d+)%\s+([\d,]+|-) rec/s")
-ORDER = ["joining", "assigned", "draining", "stopped"]
-PHASE = re.compile(r"backfill (joining|assigned|draining|stopped) ")
+ORDER = ["starting", "assigned", "draining", "stopped"]
+PHASE = re.compile(r"backfill (starting|assigned|draining|stopped) ")
 
 
 def on_a_terminal(*args: str, timeout: float = 180) -> tuple[int, str, str]:
@@ -79,11 +79,11 @@ async def test_backfill_progress_shows_the_phase_and_a_rate_without_the_wait(
     lines = [m.groups() for m in LINE.finditer(screen.replace("\r", "\n"))]
     assert lines, screen[-3000:]
     phases = PHASE.findall(screen)
-    assert phases[0] == "joining", phases
+    assert phases[0] == "starting", phases
     assert phases[-1] == "stopped", phases
     assert [ORDER.index(p) for p in phases] == sorted(ORDER.index(p) for p in phases)  # never back
     _, done, total, percent, shown_rate = lines[-1]
     assert (done, total, percent) == ("20,000", "20,000", "100")
     elapsed = float(re.search(r"backfill: 20,000 records in ([\d.]+)s", stdout).group(1))  # type: ignore[union-attr]
-    # The summary's time (rounded to 0.1 s) includes connecting and joining the group; the rate does not.
+    # The summary's time (rounded to 0.1 s) includes connecting and listing the partitions; the rate does not.
     assert int(shown_rate.replace(",", "")) > 20000 / (elapsed + 0.05)

@@ -38,10 +38,12 @@ from bridge.core.routing import DEAD_LETTER_SUFFIX, parse_record_id
 from bridgedev import brokers as devenv
 from tests.conftest import Kafka
 from tests.support import (
+    BridgeProcess,
     Record,
     committed_offsets,
     create_stream,
     create_topic,
+    eventually,
     msg_ids,
     produce,
     run_cli,
@@ -634,3 +636,84 @@ async def test_a_record_the_stream_refused_is_dead_lettered_without_payload_and_
     assert (summary["records"], summary["duplicates"]) == (3, 2)  # the refused one is new to the stream
     stored = await raw_stream(nats_url, stream)
     assert [m.data for m in stored if m.subject == f"{prefix}.data"] == [b"small", b"small2", b"B" * 1000]
+
+
+async def test_a_record_refused_alone_while_later_ones_are_stored_is_reported_as_an_order_violation(
+    kafka: Kafka, nats_url: str, names: dict, workdir: Path
+) -> None:
+    """README, "Order per partition": the server judges each publish on its own. A stream with
+    ``max_bytes`` and ``discard: new`` refuses a large record for a reason a retry may fix ("maximum bytes
+    exceeded") while the small records after it, already on the wire, fit and are stored. The bridge
+    cannot unsend them: it re-sends the refused record once the stream takes it, loses nothing, commits
+    nothing early — and says so: an ``order_violation`` error line (and ``order_violations_total``)."""
+    topic, stream, prefix = names["topic"], names["stream"], names["prefix"]
+    await create_topic(kafka.bootstrap, topic, 1)
+    await create_stream(nats_url, stream, [f"{prefix}.>"], max_bytes=2000, discard="new")
+    payloads = [b"s0" * 50, b"B" * 3000, b"s2" * 50, b"s3" * 50]
+    await produce(kafka.bootstrap, topic, [Record(0, b"k", p) for p in payloads])
+    cfg = write_config(workdir / "c.yaml", brokers=kafka.bootstrap, topics=[topic], group=names["group"],
+                       nats_url=nats_url, subject=f"{prefix}.data",
+                       bridge={"retry_timeout": "5m"})  # fmt: skip
+    with BridgeProcess("run", "-c", str(cfg), log_dir=workdir) as bridge:
+
+        async def halted() -> list:
+            assert bridge.proc.poll() is None, bridge.logs()[-3000:]
+            events = bridge.events("lane_halted")
+            assert events, "no lane halted yet"
+            return events
+
+        (event, *_) = await eventually(halted)
+        assert "maximum bytes exceeded" in event["error"]
+        assert await stream_count(nats_url, stream) == 3  # the records after it were stored
+        nc = await nats.connect(nats_url)
+        try:
+            info = await nc.jetstream().stream_info(stream)
+            info.config.max_bytes = 1 << 20
+            await nc.jetstream().update_stream(info.config)
+        finally:
+            await nc.close()
+
+        async def all_stored() -> None:
+            assert await stream_count(nats_url, stream) == 4
+
+        await eventually(all_stored)
+
+        async def committed() -> None:
+            assert await committed_offsets(kafka.bootstrap, names["group"], topic) == {0: 4}
+
+        await eventually(committed)
+        assert bridge.stop() == 0, bridge.logs()[-3000:]
+    stored = await raw_stream(nats_url, stream)
+    assert [m.data for m in stored] == [payloads[0], payloads[2], payloads[3], payloads[1]]
+    (violation,) = bridge.events("order_violation")
+    assert violation["stored_late"].endswith(f"{topic}-0-1")
+
+
+@pytest.mark.parametrize("name", ["bad name", "tab\tname", "Zürich", "a:b", ""])
+async def test_a_header_name_nats_cannot_carry_makes_a_bad_record_not_a_renamed_header(
+    kafka: Kafka, nats_url: str, names: dict, workdir: Path, name: str
+) -> None:
+    """README, "Text rules": Kafka allows any header name, NATS only printable ASCII without ':'. A record
+    whose selected headers include such a name goes to the dead-letter subject whole (kind ``header``),
+    with nothing renamed or dropped; the records around it are stored."""
+    topic, stream, group, prefix = names["topic"], names["stream"], names["group"], names["prefix"]
+    await create_topic(kafka.bootstrap, topic, 1)
+    await create_stream(nats_url, stream, [f"{prefix}.>"])
+    records = [Record(0, b"k", b"v0", (("ok", b"1"),)),
+               Record(0, b"k", b"v1", (("ok", b"2"), (name, b"odd"))),
+               Record(0, b"k", b"v2", (("ok", b"3"),))]  # fmt: skip
+    await produce(kafka.bootstrap, topic, records)
+    cfg = write_config(workdir / "c.yaml", brokers=kafka.bootstrap, topics=[topic], group=group,
+                       nats_url=nats_url, subject=f"{prefix}.data",
+                       extra_output={"metadata": {"include_patterns": [".*"]}},
+                       bridge={"dead_letter": {"subject": f"{prefix}.dlq"}})  # fmt: skip
+    code, _, stderr = backfill(cfg)
+    assert code == 0, stderr[-3000:]
+    stored = await raw_stream(nats_url, stream)
+    assert [(m.subject, m.data, m.text("ok")) for m in stored if m.subject.endswith(".data")] == [
+        (f"{prefix}.data", b"v0", "1"), (f"{prefix}.data", b"v2", "3")
+    ]  # fmt: skip
+    (dead,) = [m for m in stored if m.subject == f"{prefix}.dlq"]
+    assert (dead.offset, dead.data, dead.text("Bridge-Error-Kind")) == ((0, 1), b"v1", "header")
+    assert "header name" in (dead.text("Bridge-Error") or "")
+    assert await committed_offsets(kafka.bootstrap, group, topic) == {0: 3}

@@ -104,7 +104,8 @@ async def test_continuous_picks_up_new_records_and_sigterm_commits(
     await produce(kafka.bootstrap, topic, sample_records(2, 10))
     cfg = write_config(workdir / "c.yaml", brokers=kafka.bootstrap, topics=[topic], group=group,
                        nats_url=nats_url, subject=f"{prefix}.events")  # fmt: skip
-    with BridgeProcess("run", "-c", str(cfg), log_dir=workdir) as bridge:
+    # CONFIG positional, as rpk connect run takes it
+    with BridgeProcess("run", str(cfg), log_dir=workdir) as bridge:
 
         async def stored(n: int) -> None:
             assert await stream_count(nats_url, stream) == n
@@ -116,6 +117,38 @@ async def test_continuous_picks_up_new_records_and_sigterm_commits(
     committed = await committed_offsets(kafka.bootstrap, group, topic)
     assert committed == {0: 15, 1: 15}
     assert bridge.events("committed"), "no commit line was logged"
+
+
+async def test_periodic_commits_are_logged_at_info_once_a_minute(
+    kafka: Kafka, nats_url: str, names: dict, workdir: Path
+) -> None:
+    """docs/operations.md, "One line per unit of work": with commit_period 1s, the first periodic commit
+    is an INFO line and the next ones within the minute are DEBUG; a shutdown's commit (when anything is
+    left to commit) is INFO."""
+    topic, stream, group, prefix = names["topic"], names["stream"], names["group"], names["prefix"]
+    await create_topic(kafka.bootstrap, topic, 1)
+    await create_stream(nats_url, stream, [f"{prefix}.>"])
+    cfg = write_config(workdir / "c.yaml", brokers=kafka.bootstrap, topics=[topic], group=group,
+                       nats_url=nats_url, subject=f"{prefix}.events",
+                       top={"logger": {"level": "DEBUG", "format": "json"}})  # fmt: skip
+    with BridgeProcess("run", "-c", str(cfg), log_dir=workdir) as bridge:
+        batch = 0
+
+        async def three_periodic_commits() -> None:
+            nonlocal batch
+            periodic = [c for c in bridge.events("committed") if c["reason"] == "periodic"]
+            if len(periodic) < 3:
+                batch += 1  # something new to commit each time round
+                await produce(kafka.bootstrap, topic, [Record(0, b"k", f"v{batch}".encode())])
+            assert len(periodic) >= 3
+
+        await eventually(three_periodic_commits, within=60, every=0.5)
+        assert bridge.stop(timeout=40) == 0, bridge.logs()[-3000:]
+    commits = [(c["reason"], c["level"]) for c in bridge.events("committed")]
+    periodic = [level for reason, level in commits if reason == "periodic"]
+    assert periodic[0] == "info", commits
+    assert set(periodic[1:]) == {"debug"}, commits
+    assert all(level == "info" for reason, level in commits if reason != "periodic"), commits
 
 
 async def test_restart_resumes_from_committed_and_duplicates_are_dropped(

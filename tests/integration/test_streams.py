@@ -92,7 +92,7 @@ async def test_ensure_creates_then_updates_only_what_the_config_says(
     assert lines[0].startswith(f"stream {stream} updated")
     assert sorted(line.strip() for line in lines[1:]) == [
         "duplicate_window: 600s → 1200s",
-        "max_bytes: -1 → 10485760",
+        "max_bytes: -1 (no limit) → 10485760 (10 MiB)",
     ]
     cur = (await info(nats_url, stream))["config"]
     assert cur["duplicate_window"] == 1200 * NS

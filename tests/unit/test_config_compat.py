@@ -279,6 +279,23 @@ def test_a_msg_id_records_can_share_is_a_warning(msg_id: str, topics: str, missi
     assert "get the same Nats-Msg-Id, and JetStream drops all but the first of them as duplicates" in message
 
 
+@pytest.mark.parametrize("name", ["Nats-Msg-Id", "nats-msg-id"])
+def test_a_configured_nats_msg_id_header_records_can_share_is_a_warning(name: str) -> None:
+    """A Nats-Msg-Id among the configured headers replaces the record's identity (the router obeys it):
+    one made from the key alone (null keys, repeated keys) would let JetStream drop records as
+    duplicates, so it gets the msg_id warning, at the header's path and line."""
+    text = BASE + f"    headers:\n      {name}: ${{! @kafka_key }}\n"
+    loaded = ok(text)
+    assert [(w.path, w.line) for w in loaded.warnings] == [(f"output.nats_jetstream.headers.{name}", 11)]
+    message = loaded.warnings[0].message
+    assert message.startswith(f"the header {name} does not depend on kafka_partition and kafka_offset")
+    assert "JetStream drops all but the first of them as duplicates" in message
+    assert message.endswith(f"or remove the header {name}")
+    unique = '${! meta("kafka_partition") }-${! meta("kafka_offset") }'
+    assert ok(BASE + f"    headers:\n      {name}: '{unique}'\n").warnings == ()
+    assert ok(BASE + "    headers:\n      Nats-Msg-Idx: ${! @kafka_key }\n").warnings == ()  # another header
+
+
 @pytest.mark.parametrize(
     ("msg_id", "topics"),
     [

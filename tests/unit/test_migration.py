@@ -88,6 +88,19 @@ def test_short_duplicate_window_is_a_warning_with_its_line() -> None:
     assert not load().warnings  # no stream described: nothing to compare
 
 
+def test_discard_new_with_a_limit_is_a_warning_with_its_line() -> None:
+    """README, "Order per partition": a full discard-new stream refuses a record alone while smaller ones
+    behind it are stored (tests/integration/test_bad_records.py shows it on real servers)."""
+    loaded = load("bridge:\n  stream:\n    name: S\n    discard: new\n    max_bytes: 1GiB\n    max_msgs: 5\n")
+    (warning,) = loaded.warnings
+    assert (warning.path, warning.line) == ("bridge.stream.discard", 14)
+    assert warning.message.startswith(
+        "discard: new with max_bytes and max_msgs: once full, the stream refuses"
+    )
+    assert not load("bridge:\n  stream:\n    name: S\n    discard: new\n").warnings  # no limit: never full
+    assert not load("bridge:\n  stream:\n    name: S\n    max_bytes: 1GiB\n").warnings  # discard: old
+
+
 def test_lint_prints_warnings_and_still_passes(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     path = tmp_path / "c.yaml"
     path.write_text(
@@ -151,6 +164,26 @@ def test_create_sends_every_field_and_update_only_the_written_ones() -> None:
                        "duplicate_window: 120s → 600s"]  # fmt: skip
     assert (updated["max_age"], updated["max_bytes"]) == (3600 * NS, 5000)  # not written: left alone
     assert planned_update(section, ("kafka.>",), updated)[1] == []
+
+
+@pytest.mark.parametrize(
+    ("written", "current", "change"),
+    [
+        ("max_bytes: 10MiB", -1, "max_bytes: -1 (no limit) → 10485760 (10 MiB)"),
+        ("max_bytes: -1", 1536, "max_bytes: 1536 (1.5 KiB) → -1 (no limit)"),
+        ("max_msg_size: 1GiB", 512, "max_msg_size: 512 → 1073741824 (1 GiB)"),
+        ("max_msgs: 100", -1, "max_msgs: -1 (no limit) → 100"),
+        ("max_msgs_per_subject: -1", 7, "max_msgs_per_subject: 7 → -1 (no limit)"),
+    ],
+)
+def test_streams_ensure_shows_limits_in_their_units(written: str, current: int, change: str) -> None:
+    """``streams ensure`` reports a size change with its unit and -1 as what it means."""
+    loaded = load(f"bridge:\n  stream:\n    name: S\n    {written}\n")
+    section = loaded.config.bridge.stream
+    assert section is not None
+    field = written.split(":")[0]
+    have = {**desired_config(section, ("kafka.>",)), field: current}
+    assert planned_update(section, ("kafka.>",), have)[1] == [change]
 
 
 # ------------------------------------------------------------------------------------ verify

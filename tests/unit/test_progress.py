@@ -1,5 +1,5 @@
 """``bridge.ops.progress``: the backfill's progress line shows the pipeline's phase, and its rate and ETA
-count from the moment partitions were held, not from the start (joining a group can take seconds)."""
+count from the moment partitions were held, not from the start (connecting, or for a run joining a group, can take seconds)."""
 
 from __future__ import annotations
 
@@ -11,8 +11,8 @@ from bridge.ops.progress import BackfillProgress, eta, rate
 
 
 def test_the_rate_excludes_the_wait_to_join() -> None:
-    started, assigned_at = 100.0, 110.0  # ten seconds joining
-    assert rate(0, None, started + 5) is None  # still joining: no rate yet
+    started, assigned_at = 100.0, 110.0  # ten seconds starting
+    assert rate(0, None, started + 5) is None  # still starting: no rate yet
     assert rate(0, assigned_at, assigned_at) is None
     assert rate(1000, assigned_at, assigned_at + 1) == 1000  # not 1000 / 11
     assert rate(3000, assigned_at, assigned_at + 2) == 1500
@@ -34,7 +34,7 @@ def rendered(progress: BackfillProgress, console: Console) -> str:
 def test_the_line_shows_phase_count_rate_and_eta() -> None:
     console = Console(file=io.StringIO(), width=140, force_terminal=True, color_system=None)
     with BackfillProgress(console) as progress:
-        progress.show("joining", None, None, now=5.0)
+        progress.show("starting", None, None, now=5.0)
         first = rendered(progress, console)
         for _ in range(2500):
             progress.advance(1)
@@ -43,7 +43,7 @@ def test_the_line_shows_phase_count_rate_and_eta() -> None:
         progress.advance(7500)
         progress.show("draining", 10_000, assigned_at=10.0, now=14.0)
     last = console.file.getvalue().split("\r")[-1]  # type: ignore[attr-defined]  # the line as left
-    assert "backfill joining" in first
+    assert "backfill starting" in first
     assert "- rec/s" in first
     assert "backfill assigned" in second
     assert "2,500/10,000" in second

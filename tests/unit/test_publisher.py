@@ -171,6 +171,29 @@ async def test_replies_are_decoded_a_permanent_error_is_handed_back_a_retriable_
     await sink.aclose()
 
 
+async def test_a_lane_whose_last_publish_failed_for_good_is_idle_at_once() -> None:
+    """A revocation waits for its lane to settle (``wait_lane_idle``): a permanent failure settles a
+    publish as an ack does, so the wait ends then, not at ``revoke_timeout``."""
+    fake, outcomes = FakeClient(), Outcomes()
+    sink = await started(fake, outcomes)
+    lane = sink.lane("t/0")
+    sink.stage(lane, [(e, i) for i, e in enumerate(envelopes(2))])
+    await sink.flush()
+    (_, first), (_, second) = fake.sent()
+    waiting = asyncio.ensure_future(sink.wait_lane_idle(lane))
+    fake.on_puback(first, 1, False, b"S")
+    await asyncio.sleep(0)
+    assert not waiting.done()  # the second is still on the wire
+    too_large = (
+        b'{"error":{"code":400,"err_code":10054,"description":"message size exceeds maximum allowed"}}'
+    )
+    fake.on_reply(second, too_large, b"")
+    await asyncio.wait_for(waiting, 1)
+    assert lane.idle
+    assert [ctx for ctx, _ in outcomes.failed] == [1]
+    await sink.aclose()
+
+
 async def test_a_failing_background_task_ends_the_sink_instead_of_being_dropped() -> None:
     fake, outcomes = FakeClient(), Outcomes()
     sink = await started(fake, outcomes)

@@ -84,28 +84,43 @@ def names_at(path: Path) -> list[str]:
 _INPUT_KINDS = ("kafka_franz", "redpanda", "kafka")
 # (path after input.<kind>, or from the top; the values that change nothing anyway; why it does nothing)
 _INERT_INPUT: Final = [
-    ("auto_replay_nacks", (True,), "a record is never dropped here: a failing publish is retried "
-     "(bridge.retry_timeout) or dead-lettered (bridge.dead_letter)"),
+    (
+        "auto_replay_nacks",
+        (True,),
+        "a record is never dropped here: a failing publish is retried "
+        "(bridge.retry_timeout) or dead-lettered (bridge.dead_letter)",
+    ),
     ("topic_lag_refresh_period", (), "kafka_lag is computed from each fetch's high watermark"),
     ("conn_idle_timeout", (), "aiokafka keeps its connections open"),
     ("partition_buffer_bytes", (), "fetching pauses at max_in_flight unacknowledged records instead"),
     ("max_yield_batch_bytes", (), "each fetched batch is published as it arrives"),
-    ("multi_header", (False,), "a header name that repeats keeps its last value (see the README's "
-     "Kafka metadata)"),
+    (
+        "multi_header",
+        (False,),
+        "a header name that repeats keeps its last value (see the README's Kafka metadata)",
+    ),
     ("target_version", ("",), "aiokafka negotiates the protocol version with the broker"),
     ("max_processing_period", (), "commits follow acknowledgements, not processing periods"),
     ("fetch_buffer_cap", (), "fetching pauses at max_in_flight unacknowledged records instead"),
-    ("timely_nacks_maximum_wait", ("zero",), "a record is never nacked here: a failing publish is retried "
-     "(bridge.retry_timeout) or dead-lettered (bridge.dead_letter)"),
-    ("extract_tracing_map", ("",), "this bridge records no spans (output.nats_jetstream.inject_tracing_map "
-     "passes a record's trace context on in its headers)"),
+    (
+        "timely_nacks_maximum_wait",
+        ("zero",),
+        "a record is never nacked here: a failing publish is retried "
+        "(bridge.retry_timeout) or dead-lettered (bridge.dead_letter)",
+    ),
+    (
+        "extract_tracing_map",
+        ("",),
+        "this bridge records no spans (output.nats_jetstream.inject_tracing_map "
+        "passes a record's trace context on in its headers)",
+    ),
     ("tcp", ("default",), "aiokafka's connections use its own timeouts and the system's TCP keep-alive"),
-]  # fmt: skip
+]
 _INERT_TOP: Final[list[tuple[Path, tuple[Any, ...], str]]] = [
     (("http", "debug_endpoints"), (False,), "this bridge serves /ping, /ready and /metrics only"),
     (("pipeline", "threads"), (-1,), "records are routed on one event loop; use --workers N for more cores"),
     (("shutdown_delay",), ("zero",), "shutdown starts at the signal (shutdown_timeout bounds it)"),
-]  # fmt: skip
+]
 
 
 def inert_warnings(data: Mapping[str, Any], lines: Mapping[Path, int]) -> list[Problem]:

@@ -248,9 +248,11 @@ def _plain_message(kind: str, message: str) -> str:
     if kind in _PLAIN_MESSAGES:
         return _PLAIN_MESSAGES[kind]
     message = message.removeprefix("Value error, ")
-    for python, plain in (("Input should be greater than or equal to", "must be at least"),
-                          ("Input should be less than or equal to", "must be at most"),
-                          ("Input should be ", "expected ")):  # fmt: skip
+    for python, plain in (
+        ("Input should be greater than or equal to", "must be at least"),
+        ("Input should be less than or equal to", "must be at most"),
+        ("Input should be ", "expected "),
+    ):
         message = message.replace(python, plain)
     return message
 
@@ -394,6 +396,7 @@ def parse(
     warnings = [
         *_warnings(config, kafka, lines),
         *_msg_id_warnings(msg_id, kafka, lines),
+        *_header_msg_id_warnings(headers, kafka, lines),
         *report.inert,
         *report.nested_defaults(),
     ]
@@ -515,6 +518,20 @@ def _warnings(
                     f"shutdown_timeout ({needed:g}s): records re-sent after a crash may be stored twice",
                 )
             )
+        limits = ("max_bytes", "max_msgs", "max_msgs_per_subject")
+        limited = [name for name in limits if getattr(stream, name) > 0]
+        if stream.discard == "new" and limited:
+            path = ("bridge", "stream", "discard")
+            out.append(
+                Problem(
+                    _dotted(path),
+                    _line_for(lines, path),
+                    f"discard: new with {_listed(limited)}: once full, the stream refuses a record while "
+                    "smaller ones behind it may still fit and be stored first, breaking the order of a "
+                    'partition (README, "Order per partition"); use discard: old, or limits the stream '
+                    "never reaches",
+                )
+            )
     return out
 
 
@@ -524,13 +541,34 @@ _UNIQUE_PER_RECORD = ("kafka_partition", "kafka_offset")
 _WHAT = {"kafka_topic": "topic", "kafka_partition": "partition", "kafka_offset": "offset"}
 
 
-def _msg_id_warnings(
-    msg_id: Template | None, kafka: KafkaSettings, lines: Mapping[tuple[str | int, ...], int]
+def _header_msg_id_warnings(
+    headers: Sequence[tuple[str, Template]],
+    kafka: KafkaSettings,
+    lines: Mapping[tuple[str | int, ...], int],
 ) -> list[Problem]:
-    """A custom ``bridge.msg_id`` that two records can share: one that is a function of metadata
-    only (``Template.meta_keys``) and does not read kafka_partition and kafka_offset — and
-    kafka_topic when the input can read several topics. (An id that also reads the payload, the time
-    or a counter is not judged: its author chose what makes two records the same.)"""
+    """A ``Nats-Msg-Id`` among the configured headers replaces ``bridge.msg_id`` (the router obeys it),
+    so it is judged by the same rule."""
+    out: list[Problem] = []
+    for name, template in headers:
+        if name.lower() == "nats-msg-id":
+            path = ("output", "nats_jetstream", "headers", name)
+            out += _msg_id_warnings(template, kafka, lines, path=path, what=f"the header {name}")
+    return out
+
+
+def _msg_id_warnings(
+    msg_id: Template | None,
+    kafka: KafkaSettings,
+    lines: Mapping[tuple[str | int, ...], int],
+    *,
+    path: tuple[str | int, ...] = ("bridge", "msg_id"),
+    what: str = "msg_id",
+) -> list[Problem]:
+    """A custom ``bridge.msg_id`` (or a configured ``Nats-Msg-Id`` header) that two records can share:
+    one that is a function of metadata only (``Template.meta_keys``) and does not read kafka_partition
+    and kafka_offset — and kafka_topic when the input can read several topics. (An id that also reads
+    the payload, the time or a counter is not judged: its author chose what makes two records the
+    same.)"""
     if msg_id is None or msg_id.meta_keys is None:
         return []
     several = kafka.regexp or len({*kafka.topics, *(e.topic for e in kafka.explicit)}) > 1
@@ -545,15 +583,15 @@ def _msg_id_warnings(
         example = "offsets 5 and 6 of one partition"
     else:
         example = "offset 5 of partition 0 of two topics"
-    path = ("bridge", "msg_id")
+    fix = "leave msg_id unset (the record's identity)" if what == "msg_id" else f"remove {what}"
     return [
         Problem(
             _dotted(path),
             _line_for(lines, path),
-            f"msg_id does not depend on {_listed(missing)}: records that differ only in their {words} "
+            f"{what} does not depend on {_listed(missing)}: records that differ only in their {words} "
             f"(such as {example}) get the same Nats-Msg-Id, and JetStream drops all but the first of them "
             f"as duplicates (within the stream's duplicate_window); include {_listed(needed)} in it, or "
-            "leave msg_id unset (the record's identity)",
+            f"{fix}",
         )
     ]
 
