@@ -128,6 +128,29 @@ def subject_problem(subject: str) -> str | None:
     return None
 
 
+# Headers nats-server acts on, in the only spelling it matches (byte for byte: ``nats-msg-id`` is an
+# ordinary header to it, so it neither deduplicates nor checks anything).
+SERVER_HEADERS = (
+    "Nats-Msg-Id",
+    "Nats-Expected-Stream",
+    "Nats-Expected-Last-Msg-Id",
+    "Nats-Expected-Last-Sequence",
+    "Nats-Expected-Last-Subject-Sequence",
+    "Nats-Expected-Last-Subject-Sequence-Subject",
+    "Nats-Rollup",
+    "Nats-TTL",
+)
+MSG_ID_HEADER = "Nats-Msg-Id"
+
+
+def misspelt_server_header(name: str) -> str | None:
+    """The spelling nats-server matches when ``name`` is one of its headers in another case, else None."""
+    for known in SERVER_HEADERS:
+        if name != known and name.lower() == known.lower():
+            return known
+    return None
+
+
 def header_name_problem(name: str) -> str | None:
     if not name:
         return "header name is empty"

@@ -46,6 +46,7 @@ from bridge.core.frames import (
     HEADER_LINE,
     MAX_CONTROL_LINE,
     MAX_HEADER_BYTES,
+    MSG_ID_HEADER,
     Limits,
     clean_header_value,
     control_line_length,
@@ -491,8 +492,8 @@ class Router:
                 self._configured.append((name, template))
         self._static_only = all(isinstance(part, bytes) for part in self._configured)
         self._static_lines = b"".join(p for p in self._configured if isinstance(p, bytes))
-        configured = {k.lower() for k, _ in templates.headers}
-        own_id = "nats-msg-id" in configured  # the configured headers set it: obeyed, nothing added
+        # The configured headers set the id (in the one spelling nats-server reads): obeyed, nothing added.
+        own_id = any(k == MSG_ID_HEADER for k, _ in templates.headers)
         self._msg_id: Template | None = None if own_id else templates.msg_id
         self._record_id = templates.record_id and not own_id  # the built-in identity (record_id)
         self._topic_ids: dict[str, str] = {}  # topic → its ID (set_topic_id), "" when unknown

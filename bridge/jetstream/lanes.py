@@ -74,6 +74,7 @@ class Lane(Generic[P]):
         "dropped",
         "error",
         "halted",
+        "highest",
         "max_stored",
         "name",
         "outstanding",
@@ -88,6 +89,8 @@ class Lane(Generic[P]):
         self.waiting: deque[P] = deque()  # accepted, not written, in order
         self.outstanding = 0  # publishes of this lane on the wire right now
         self.max_stored = 0  # the latest (by first send) publish of this lane the stream stored
+        # per stream: (the highest stream sequence acknowledged for this lane, its publish's first send)
+        self.highest: dict[bytes, tuple[int, int]] = {}
         self.halted = False  # a retriable failure: nothing new is written until the retry resumes it
         self.dropped = False  # revoked: nothing of it is written or settled any more
         self.retrying = False  # a retry (rewind … resume) is under way
@@ -130,9 +133,12 @@ class Lane(Generic[P]):
 
     # -- settling (a reply, a timeout or a lost connection ends one send) ---------------------------
 
-    def stored(self, item: P, duplicate: bool) -> bool:
-        """A PubAck: the stream holds ``item`` (``duplicate``: it already did). False when it was stored
-        just now after a later publish of this lane: an order violation (it cannot be undone)."""
+    def stored(self, item: P, duplicate: bool, seq: int = 0, stream: bytes = b"") -> bool:
+        """A PubAck: the stream holds ``item`` at ``seq`` (``duplicate``: it already did). False on an order
+        violation (it cannot be undone): ``item`` was stored just now after a later publish of this lane;
+        or the stream holds ``item`` at a lower sequence than an earlier publish of this lane — what a
+        record refused in an earlier run and stored in this one leaves behind, seen when the later
+        records, stored back then, come back as duplicates. Each such inversion is reported once."""
         self.outstanding -= 1
         in_order = True
         if not duplicate:
@@ -140,6 +146,15 @@ class Lane(Generic[P]):
                 in_order = False
             else:
                 self.max_stored = item.order
+        if seq:
+            high = self.highest.get(stream)
+            if high is None or seq > high[0]:
+                self.highest[stream] = (seq, item.order)
+            elif not duplicate:
+                self.highest[stream] = (seq, item.order)  # a new message below the highest: a new stream
+            elif item.order > high[1]:
+                in_order = False  # a later record's copy precedes an earlier record's
+                self.highest[stream] = (seq, item.order)
         item.state = DONE
         item.token = 0
         sent = self.sent

@@ -373,8 +373,8 @@ class JetStreamSink(Generic[Ctx]):
         if item is None:
             return  # late: timed out and re-sent, or its lane was dropped
         lane: Lane = item.lane
-        if not lane.stored(item, duplicate):
-            self._order_violation(lane, item)
+        if not lane.stored(item, duplicate, seq, stream):
+            self._order_violation(lane, item, seq, duplicate)
         self.acked += 1
         if duplicate:
             self.duplicates += 1
@@ -407,15 +407,24 @@ class JetStreamSink(Generic[Ctx]):
         else:
             self._on_puback(token, *reply)
 
-    def _order_violation(self, lane: Lane, item: Envelope) -> None:
-        """The stream stored ``item`` after a later publish of its lane: that cannot be undone, so it is
-        counted and logged loudly. It happens when the server refused ``item`` alone for a reason a
-        retry fixed (a ``discard: new`` stream full for its size, a per-subject limit) while the publishes
-        behind it, already written, were stored; or when a stream lost a publish and accepted a later one
-        (an R3 stream electing a leader). Ack timeouts and lost connections are not evidence: the
-        publish may well have been stored; only a non-duplicate ack here is."""
+    def _order_violation(self, lane: Lane, item: Envelope, seq: int, duplicate: bool) -> None:
+        """The stream holds ``item`` out of its lane's order: that cannot be undone, so it is counted and
+        logged loudly. It happens when the server refused an earlier publish alone for a reason a retry
+        fixed (a ``discard: new`` stream full for its size, a per-subject limit, a subject no stream
+        bound yet) while the publishes behind it, already written, were stored — in this run (``item``
+        stored late) or in an earlier one (``item``, a later record, comes back as a duplicate at a lower
+        sequence than the earlier record this run stored); or when a stream lost a publish and accepted
+        a later one (an R3 stream electing a leader). Ack timeouts and lost connections are not
+        evidence: the publish may well have been stored; only acks and their sequences are."""
         self.reorders += 1
-        log.error("order_violation", lane=lane.name, subject=item.subject, stored_late=item.msg_id)
+        if duplicate:
+            log.error(
+                "order_violation", lane=lane.name, subject=item.subject, stored_early=item.msg_id, seq=seq
+            )
+        else:
+            log.error(
+                "order_violation", lane=lane.name, subject=item.subject, stored_late=item.msg_id, seq=seq
+            )
 
     def _resolved(self, n: int) -> None:
         self.in_flight -= n

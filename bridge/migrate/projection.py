@@ -24,7 +24,7 @@ from dataclasses import dataclass, replace
 
 from bridge.core.config import Loaded
 from bridge.core.errors import VerifyError
-from bridge.core.frames import clean_header_value
+from bridge.core.frames import MSG_ID_HEADER, clean_header_value
 from bridge.core.message import text
 from bridge.core.routing import DEAD_LETTER_SUFFIX, RENAMED_PREFIX, parse_record_id
 
@@ -83,7 +83,7 @@ class Projection:
         sent = {k for k in ("kafka_key", "kafka_topic", "kafka_partition", "kafka_offset") if proj.passes(k)}
         sent -= configured
         by_metadata = {"kafka_topic", "kafka_partition", "kafka_offset"} <= sent
-        default_id = loaded.config.bridge.msg_id is None and "nats-msg-id" not in configured
+        default_id = loaded.config.bridge.msg_id is None and MSG_ID_HEADER not in out.headers
         if not by_metadata and not default_id:
             raise VerifyError(
                 f"{command} cannot map stream messages back to Kafka offsets with this config: send the "

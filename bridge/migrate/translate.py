@@ -40,6 +40,7 @@ from aiokafka import TopicPartition
 
 from bridge.core.config import Loaded
 from bridge.core.errors import ConfigError, InterpolationError, Problem, VerifyError
+from bridge.core.frames import MSG_ID_HEADER
 from bridge.jetstream.reader import read_stream, resolve_stream
 from bridge.jetstream.streams import admin_connection, stream_info
 from bridge.kafka.reader import KafkaReader
@@ -259,7 +260,7 @@ def _skip_by(loaded: Loaded, projection: Projection) -> str:
     """The headers one consumer of the whole stream can read a record's partition and offset from."""
     if projection.by_metadata:
         return "the kafka_partition and kafka_offset headers"
-    if loaded.templates.record_id and "nats-msg-id" not in projection.configured:
+    if loaded.templates.record_id and MSG_ID_HEADER not in loaded.config.output.nats_jetstream.headers:
         return "the end of the Nats-Msg-Id header, <topic>-<partition>-<offset>"
     return ""
 

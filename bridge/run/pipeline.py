@@ -268,6 +268,10 @@ class Pipeline:
         if dead:
             r.dead_lettered += 1
             self.dead_lettered += 1
+            # said once the dead-letter subject's stream holds it (dead_lettering: when it was routed)
+            log.warning(
+                "dead_lettered", topic=record.topic, partition=record.partition, offset=offset, seq=seq
+            )
         if self._on_progress is not None:
             self._on_progress(1)
         if self._on_acked is not None:
@@ -677,7 +681,7 @@ class Pipeline:
                 )
             else:
                 log.warning(
-                    "dead_lettered",
+                    "dead_lettering",
                     topic=msg.topic,
                     partition=msg.partition,
                     offset=msg.offset,

@@ -709,6 +709,10 @@ async def test_a_header_name_nats_cannot_carry_makes_a_bad_record_not_a_renamed_
                        bridge={"dead_letter": {"subject": f"{prefix}.dlq"}})  # fmt: skip
     code, _, stderr = backfill(cfg)
     assert code == 0, stderr[-3000:]
+    # routed (with the reason), then acknowledged by the dead-letter subject's stream: one line each
+    assert [e["offset"] for e in events(stderr, "dead_lettering")] == [1]
+    assert "header name" in events(stderr, "dead_lettering")[0]["reason"]
+    assert [e["offset"] for e in events(stderr, "dead_lettered")] == [1]
     stored = await raw_stream(nats_url, stream)
     assert [(m.subject, m.data, m.text("ok")) for m in stored if m.subject.endswith(".data")] == [
         (f"{prefix}.data", b"v0", "1"), (f"{prefix}.data", b"v2", "3")
@@ -717,3 +721,71 @@ async def test_a_header_name_nats_cannot_carry_makes_a_bad_record_not_a_renamed_
     assert (dead.offset, dead.data, dead.text("Bridge-Error-Kind")) == ((0, 1), b"v1", "header")
     assert "header name" in (dead.text("Bridge-Error") or "")
     assert await committed_offsets(kafka.bootstrap, group, topic) == {0: 3}
+
+
+def events(stderr: str, name: str) -> list[dict]:
+    found = []
+    for line in stderr.splitlines():
+        if line.startswith("{") and json.loads(line).get("event") == name:
+            found.append(json.loads(line))
+    return found
+
+
+async def test_a_reorder_left_by_an_earlier_run_is_reported_by_the_run_that_stores_the_record(
+    kafka: Kafka, nats_url: str, names: dict, workdir: Path
+) -> None:
+    """README, "Order per partition": a record refused alone until ``retry_timeout`` ends the run (exit 1,
+    nothing committed past it) while the records behind it were stored. The next run, once the stream
+    takes it, stores it after them: the later records come back as duplicates at lower stream
+    sequences, which the bridge reports as an ``order_violation`` (``stored_early``)."""
+    topic, stream, group, prefix = names["topic"], names["stream"], names["group"], names["prefix"]
+    await create_topic(kafka.bootstrap, topic, 1)
+    await create_stream(nats_url, stream, [f"{prefix}.>"], max_bytes=2000, discard="new")
+    payloads = [b"s0" * 50, b"B" * 3000, b"s2" * 50, b"s3" * 50]
+    await produce(kafka.bootstrap, topic, [Record(0, b"k", p) for p in payloads])
+    cfg = write_config(workdir / "c.yaml", brokers=kafka.bootstrap, topics=[topic], group=group,
+                       nats_url=nats_url, subject=f"{prefix}.data", bridge={"retry_timeout": "3s"})  # fmt: skip
+    code, stdout, stderr = backfill(cfg)
+    assert code == 1, stderr[-3000:]
+    assert [p["undelivered"] for p in json.loads(stdout[stdout.index("{") :])["partitions"]] == [1]
+    assert await committed_offsets(kafka.bootstrap, group, topic) == {0: 1}  # not past the refused one
+    assert not events(stderr, "order_violation")  # nothing stored out of order yet: 1 is not stored
+
+    nc = await nats.connect(nats_url)
+    try:
+        info = await nc.jetstream().stream_info(stream)
+        info.config.max_bytes = 1 << 20
+        await nc.jetstream().update_stream(info.config)
+    finally:
+        await nc.close()
+    code, stdout, stderr = backfill(cfg)
+    assert code == 0, stderr[-3000:]
+    stored = await raw_stream(nats_url, stream)
+    assert [m.data for m in stored] == [payloads[0], payloads[2], payloads[3], payloads[1]]
+    (violation,) = events(stderr, "order_violation")
+    assert violation["stored_early"].endswith(f"{topic}-0-2")
+    assert await committed_offsets(kafka.bootstrap, group, topic) == {0: 4}
+
+
+async def test_a_dead_letter_no_stream_takes_is_never_said_dead_lettered(
+    kafka: Kafka, nats_url: str, names: dict, workdir: Path
+) -> None:
+    """A bad record routed to a dead-letter subject no stream binds: ``dead_lettering`` says where it was
+    sent, ``dead_lettered`` is never written (nothing holds it), the backfill counts it undelivered,
+    exits 1 and commits nothing past it."""
+    topic, stream, group, prefix = names["topic"], names["stream"], names["group"], names["prefix"]
+    await create_topic(kafka.bootstrap, topic, 1)
+    await create_stream(nats_url, stream, [f"{prefix}.data"])  # the dead-letter subject is not bound
+    records = [Record(0, b"k", b"v0"), Record(0, b"k", b"v1", (("bad name", b"x"),)), Record(0, b"k", b"v2")]
+    await produce(kafka.bootstrap, topic, records)
+    cfg = write_config(workdir / "c.yaml", brokers=kafka.bootstrap, topics=[topic], group=group,
+                       nats_url=nats_url, subject=f"{prefix}.data",
+                       extra_output={"metadata": {"include_patterns": [".*"]}},
+                       bridge={"dead_letter": {"subject": f"{prefix}.dlq"}, "retry_timeout": "2s"})  # fmt: skip
+    code, stdout, stderr = backfill(cfg)
+    assert code == 1, stderr[-3000:]
+    assert [e["offset"] for e in events(stderr, "dead_lettering")] == [1]
+    assert events(stderr, "dead_lettered") == []
+    (part,) = json.loads(stdout[stdout.index("{") :])["partitions"]
+    assert (part["dead_lettered"], part["undelivered"]) == (0, 1)
+    assert await committed_offsets(kafka.bootstrap, group, topic) == {0: 1}

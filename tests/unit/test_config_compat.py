@@ -279,21 +279,66 @@ def test_a_msg_id_records_can_share_is_a_warning(msg_id: str, topics: str, missi
     assert "get the same Nats-Msg-Id, and JetStream drops all but the first of them as duplicates" in message
 
 
-@pytest.mark.parametrize("name", ["Nats-Msg-Id", "nats-msg-id"])
-def test_a_configured_nats_msg_id_header_records_can_share_is_a_warning(name: str) -> None:
+def test_a_configured_nats_msg_id_header_records_can_share_is_a_warning() -> None:
     """A Nats-Msg-Id among the configured headers replaces the record's identity (the router obeys it):
     one made from the key alone (null keys, repeated keys) would let JetStream drop records as
     duplicates, so it gets the msg_id warning, at the header's path and line."""
-    text = BASE + f"    headers:\n      {name}: ${{! @kafka_key }}\n"
+    text = BASE + "    headers:\n      Nats-Msg-Id: ${! @kafka_key }\n"
     loaded = ok(text)
+    assert [(w.path, w.line) for w in loaded.warnings] == [("output.nats_jetstream.headers.Nats-Msg-Id", 11)]
+    message = loaded.warnings[0].message
+    assert message.startswith("the header Nats-Msg-Id does not depend on kafka_partition and kafka_offset")
+    assert "JetStream drops all but the first of them as duplicates" in message
+    assert message.endswith("or remove the header Nats-Msg-Id")
+    unique = '${! meta("kafka_partition") }-${! meta("kafka_offset") }'
+    assert ok(BASE + f"    headers:\n      Nats-Msg-Id: '{unique}'\n").warnings == ()
+    assert ok(BASE + "    headers:\n      Nats-Msg-Idx: ${! @kafka_key }\n").warnings == ()  # another header
+
+
+@pytest.mark.parametrize(("name", "known"), [("nats-msg-id", "Nats-Msg-Id"), ("NATS-MSG-ID", "Nats-Msg-Id"),
+                                             ("nats-expected-stream", "Nats-Expected-Stream"),
+                                             ("Nats-Ttl", "Nats-TTL")])  # fmt: skip
+def test_a_server_header_in_another_case_is_a_warning(name: str, known: str) -> None:
+    """nats-server matches its headers byte for byte: ``nats-msg-id`` is an ordinary header to it (it
+    neither deduplicates nor replaces the record's own id), which the user is told."""
+    loaded = ok(BASE + f"    headers:\n      {name}: ${{! @kafka_key }}\n")
     assert [(w.path, w.line) for w in loaded.warnings] == [(f"output.nats_jetstream.headers.{name}", 11)]
     message = loaded.warnings[0].message
-    assert message.startswith(f"the header {name} does not depend on kafka_partition and kafka_offset")
-    assert "JetStream drops all but the first of them as duplicates" in message
-    assert message.endswith(f"or remove the header {name}")
-    unique = '${! meta("kafka_partition") }-${! meta("kafka_offset") }'
-    assert ok(BASE + f"    headers:\n      {name}: '{unique}'\n").warnings == ()
-    assert ok(BASE + "    headers:\n      Nats-Msg-Idx: ${! @kafka_key }\n").warnings == ()  # another header
+    assert message.startswith(f"nats-server reads the header {known} only in this spelling: {name} is sent")
+    assert ("the record's own Nats-Msg-Id is still sent" in message) is (known == "Nats-Msg-Id")
+
+
+@pytest.mark.parametrize(
+    ("msg_id", "shared"),
+    [
+        ("${! @kafka_partition }${! @kafka_offset }", "'110'"),
+        ("${! @kafka_partition + @kafka_offset }", "'110'"),
+        ("${! @kafka_partition.or(@kafka_offset) }", "'0'"),
+        ("${! @kafka_offset.catch(@kafka_partition) }-x", "'0-x'"),
+        ('${! @kafka_key.or(@kafka_partition + "-" + @kafka_offset) }', "'k'"),
+        ('${! @kafka_offset.replace_all("0", "") }-${! @kafka_partition }', "'1-0'"),
+    ],
+)
+def test_an_id_that_reads_partition_and_offset_and_still_repeats_is_a_warning(
+    msg_id: str, shared: str
+) -> None:
+    """Reading kafka_partition and kafka_offset is not enough: the id is rendered for probe records
+    (digits that run together, fallbacks that never run, repeated and null keys)."""
+    loaded = ok(BASE + f"bridge:\n  msg_id: '{msg_id}'\n")
+    assert [w.path for w in loaded.warnings] == ["bridge.msg_id"]
+    message = loaded.warnings[0].message
+    assert message.startswith("msg_id gives two records the same Nats-Msg-Id (offset ")
+    assert f": {shared})" in message
+
+
+@pytest.mark.parametrize("function", ["now()", "timestamp_unix_milli()", 'count("c")', "uuid_v4()"])
+def test_an_id_that_changes_between_sends_is_a_warning(function: str) -> None:
+    """A clock, a counter or a random value gives a re-sent record another id (stored twice), and a
+    clock or a per-process counter can repeat (dropped as a duplicate)."""
+    msg_id = f"${{! @kafka_partition }}-${{! @kafka_offset }}-${{! {function} }}"
+    loaded = ok(BASE + f"bridge:\n  msg_id: '{msg_id}'\n")
+    assert [w.path for w in loaded.warnings] == ["bridge.msg_id"]
+    assert loaded.warnings[0].message.startswith(f"msg_id reads {function.split('(')[0]}(), which changes")
 
 
 @pytest.mark.parametrize(
@@ -305,7 +350,7 @@ def test_a_configured_nats_msg_id_header_records_can_share_is_a_warning(name: st
             "[orders, pay]",
         ),
         ('${! meta("kafka_partition") }-${! meta("kafka_offset") }', "['orders:0', 'orders:1']"),
-        ("${! uuid_v4() }", "[orders]"),  # not a function of metadata: not judged
+        ('${! json("id") }', "[orders]"),  # reads the payload: not judged
         ("", "[orders]"),  # no Nats-Msg-Id at all
     ],
 )

@@ -399,6 +399,43 @@ def test_a_publish_stored_after_a_later_one_is_an_order_violation() -> None:
     assert wire.violations == [a]
 
 
+def _sent(lane: Lane[Item], n: int) -> list[Item]:
+    items = [Item(lane.name, i) for i in range(n)]
+    for i, item in enumerate(items, 1):
+        lane.send(item, i)
+    return items
+
+
+def test_a_reorder_left_by_an_earlier_run_is_reported_once_from_the_stream_sequences() -> None:
+    """An earlier run stored records 11..13 (sequences 11..13) while record 10 was refused; this run
+    stores 10 (sequence 31) and gets 11..13 back as duplicates at their old, lower sequences: the
+    stream holds 11 before 10, reported once, at 11's ack."""
+    lane: Lane[Item] = Lane("t/0")
+    ten, eleven, twelve, thirteen = _sent(lane, 4)
+    assert lane.stored(ten, False, 31, b"S")
+    assert not lane.stored(eleven, True, 11, b"S")  # a later record's copy precedes ten's
+    assert lane.stored(twelve, True, 12, b"S")  # the same inversion: said once
+    assert lane.stored(thirteen, True, 13, b"S")
+
+
+def test_sequences_in_record_order_are_no_violation_whatever_arrives_first() -> None:
+    lane: Lane[Item] = Lane("t/0")
+    a, b, c, d = _sent(lane, 4)
+    assert lane.stored(b, True, 6, b"S")  # replies out of order, copies in order
+    assert lane.stored(a, True, 5, b"S")
+    assert lane.stored(c, False, 9, b"S")
+    assert lane.stored(d, True, 3, b"DLQ")  # another stream's sequences are not compared
+
+
+def test_a_stream_created_again_restarts_its_sequences_without_a_violation() -> None:
+    """The stream was deleted and created again under the run: new messages get sequences from 1."""
+    lane: Lane[Item] = Lane("t/0")
+    a, b, c = _sent(lane, 3)
+    assert lane.stored(a, False, 900, b"S")
+    assert lane.stored(b, False, 1, b"S")  # new, below the highest: a new stream, not a reorder
+    assert lane.stored(c, True, 2, b"S")  # and the next one after it, in order
+
+
 def test_a_late_reply_to_a_timed_out_send_is_ignored() -> None:
     wire = Wire()
     (a,) = wire.accept("p0")

@@ -43,8 +43,8 @@ from bridge.core.config.secrets import is_secret, secret_text_as_written
 from bridge.core.config.yamldoc import dotted as _dotted
 from bridge.core.config.yamldoc import line_for as _line_for
 from bridge.core.config.yamldoc import parse_document
-from bridge.core.errors import ConfigError, FileRefused, Problem, TemplateSyntaxError
-from bridge.core.frames import header_name_problem
+from bridge.core.errors import ConfigError, FileRefused, InterpolationError, Problem, TemplateSyntaxError
+from bridge.core.frames import MSG_ID_HEADER, header_name_problem, misspelt_server_header
 from bridge.core.interpolation import Template
 from bridge.core.tracing import TracingMap, parse_mapping
 
@@ -547,13 +547,109 @@ def _header_msg_id_warnings(
     lines: Mapping[tuple[str | int, ...], int],
 ) -> list[Problem]:
     """A ``Nats-Msg-Id`` among the configured headers replaces ``bridge.msg_id`` (the router obeys it),
-    so it is judged by the same rule."""
+    so it is judged by the same rule. A header nats-server acts on, written in another case
+    (``nats-msg-id``), is an ordinary header to the server: said so, since it looks like it works."""
     out: list[Problem] = []
     for name, template in headers:
-        if name.lower() == "nats-msg-id":
-            path = ("output", "nats_jetstream", "headers", name)
+        path = ("output", "nats_jetstream", "headers", name)
+        if name == MSG_ID_HEADER:
             out += _msg_id_warnings(template, kafka, lines, path=path, what=f"the header {name}")
+        known = misspelt_server_header(name)
+        if known is not None:
+            still = (
+                "; the record's own Nats-Msg-Id is still sent, so deduplication is unchanged"
+                if known == MSG_ID_HEADER
+                else ""
+            )
+            out.append(
+                Problem(
+                    _dotted(path),
+                    _line_for(lines, path),
+                    f"nats-server reads the header {known} only in this spelling: {name} is sent as an "
+                    f"ordinary header and has no effect on the stream{still}; write {known} to use it",
+                )
+            )
     return out
+
+
+# Query functions whose value changes from one render to the next: an id made with one changes
+# between two sends of the same record (a re-send after a crash or a lost ack is not deduplicated), and
+# a clock or a per-process counter can repeat between records.
+_CHANGING = re.compile(r"\b(now|timestamp_unix(?:_milli|_micro|_nano)?|count|uuid_v4)\s*\(")
+
+
+class _Probe:
+    """A record's metadata for judging an id (``MessageView``): the keys the README lists, no payload."""
+
+    def __init__(self, topic: str, partition: int, offset: int, key: bytes | None) -> None:
+        self._meta = {
+            "kafka_key": "" if key is None else key.decode(),
+            "kafka_topic": topic,
+            "kafka_partition": str(partition),
+            "kafka_offset": str(offset),
+            "kafka_lag": "0",
+            "kafka_timestamp_unix": "1767225600",
+            "kafka_timestamp_ms": "1767225600000",
+            "kafka_tombstone_message": "false",
+        }
+        self.key = key
+
+    def content(self) -> bytes:
+        return b""
+
+    def meta(self, key: str) -> str | None:
+        if key == "kafka_key" and self.key is None:
+            return None  # meta("kafka_key") of a null key (README, Kafka metadata)
+        return self._meta.get(key)
+
+    def metadata(self) -> Mapping[str, str]:
+        return self._meta
+
+    def structured(self) -> Any:
+        raise ValueError("no payload")
+
+
+# Records an id must tell apart: offsets and partitions whose digits run together, repeated keys and
+# null keys, the same coordinates on two topics.
+_PROBE_COORDINATES = (
+    (0, 0),
+    (0, 1),
+    (0, 5),
+    (0, 6),
+    (0, 10),
+    (0, 11),
+    (0, 100),
+    (0, 110),
+    (1, 0),
+    (1, 1),
+    (1, 5),
+    (1, 10),
+    (1, 11),
+    (10, 0),
+    (11, 0),
+    (11, 1),
+    (2, 10),
+    (21, 0),
+)
+
+
+def _shared_id(msg_id: Template, several: bool) -> tuple[str, str, str] | None:
+    """Two probe records ``msg_id`` gives the same id, as (first, second, id); None when it tells them
+    all apart (or cannot be rendered for them)."""
+    seen: dict[str, str] = {}
+    topics = ("orders", "payments") if several else ("orders",)
+    for topic in topics:
+        for i, (partition, offset) in enumerate(_PROBE_COORDINATES):
+            key = None if i % 3 == 0 else b"k"
+            try:
+                value = msg_id.render(_Probe(topic, partition, offset, key))
+            except InterpolationError:
+                continue
+            name = f"{'offset' if not several else topic + ' offset'} {offset} of partition {partition}"
+            if value in seen:
+                return seen[value], name, value
+            seen[value] = name
+    return None
 
 
 def _msg_id_warnings(
@@ -564,18 +660,50 @@ def _msg_id_warnings(
     path: tuple[str | int, ...] = ("bridge", "msg_id"),
     what: str = "msg_id",
 ) -> list[Problem]:
-    """A custom ``bridge.msg_id`` (or a configured ``Nats-Msg-Id`` header) that two records can share:
-    one that is a function of metadata only (``Template.meta_keys``) and does not read kafka_partition
-    and kafka_offset — and kafka_topic when the input can read several topics. (An id that also reads
-    the payload, the time or a counter is not judged: its author chose what makes two records the
-    same.)"""
-    if msg_id is None or msg_id.meta_keys is None:
+    """A custom ``bridge.msg_id`` (or a configured ``Nats-Msg-Id`` header) that is not unique per record
+    and stable across sends: one made with the clock, a counter or a random value (it changes between
+    two sends of one record, and a clock or a counter can repeat); one that is a function of metadata
+    only (``Template.meta_keys``) and does not read kafka_partition and kafka_offset — and kafka_topic
+    when the input can read several topics; or one that reads them and still gives two records the same
+    id (rendered for a set of probe records: ``1`` + ``11`` and ``11`` + ``1``, a fallback that never
+    runs). An id that reads the payload is not judged: its author chose what makes two records the
+    same."""
+    if msg_id is None:
+        return []
+    fix = "leave msg_id unset (the record's identity)" if what == "msg_id" else f"remove {what}"
+    changing = _CHANGING.search(msg_id.source)
+    if changing:
+        return [
+            Problem(
+                _dotted(path),
+                _line_for(lines, path),
+                f"{what} reads {changing.group(1)}(), which changes from one send to the next: a record "
+                "re-sent after a crash or a lost acknowledgement gets another Nats-Msg-Id and is stored "
+                "twice, and a clock or a counter (which restarts with the process) can give two records "
+                f"the same id, which JetStream drops as duplicates; make it from kafka_topic, "
+                f"kafka_partition and kafka_offset, or {fix}",
+            )
+        ]
+    if msg_id.meta_keys is None:
         return []
     several = kafka.regexp or len({*kafka.topics, *(e.topic for e in kafka.explicit)}) > 1
     needed = (*(("kafka_topic",) if several else ()), *_UNIQUE_PER_RECORD)
     missing = [key for key in needed if key not in msg_id.meta_keys]
     if not missing:
-        return []
+        shared = _shared_id(msg_id, several)
+        if shared is None:
+            return []
+        first, second, value = shared
+        return [
+            Problem(
+                _dotted(path),
+                _line_for(lines, path),
+                f"{what} gives two records the same Nats-Msg-Id ({first} and {second}: {value!r}), and "
+                "JetStream drops all but the first of such records as duplicates (within the stream's "
+                "duplicate_window); separate the parts (kafka_partition, a '-', kafka_offset) and use no "
+                f"fallback (.or, .catch) that replaces them, or {fix}",
+            )
+        ]
     words = _listed([_WHAT[key] for key in missing])
     if "kafka_partition" in missing:
         example = "offset 5 of partitions 0 and 1"
@@ -583,7 +711,6 @@ def _msg_id_warnings(
         example = "offsets 5 and 6 of one partition"
     else:
         example = "offset 5 of partition 0 of two topics"
-    fix = "leave msg_id unset (the record's identity)" if what == "msg_id" else f"remove {what}"
     return [
         Problem(
             _dotted(path),
