@@ -74,12 +74,15 @@ class Lane(Generic[P]):
         "dropped",
         "error",
         "halted",
-        "highest",
         "max_stored",
         "name",
         "outstanding",
         "retrying",
         "sent",
+        "seq_high",
+        "seq_order",
+        "seq_stream",
+        "seq_streams",
         "waiting",
     )
 
@@ -89,8 +92,12 @@ class Lane(Generic[P]):
         self.waiting: deque[P] = deque()  # accepted, not written, in order
         self.outstanding = 0  # publishes of this lane on the wire right now
         self.max_stored = 0  # the latest (by first send) publish of this lane the stream stored
-        # per stream: (the highest stream sequence acknowledged for this lane, its publish's first send)
-        self.highest: dict[bytes, tuple[int, int]] = {}
+        # the highest stream sequence acknowledged for this lane and its publish's first send, in the
+        # lane's first stream (seq_stream); other streams' in seq_streams (a dead-letter stream, ...)
+        self.seq_stream: bytes | None = None
+        self.seq_high = 0
+        self.seq_order = 0
+        self.seq_streams: dict[bytes, tuple[int, int]] = {}
         self.halted = False  # a retriable failure: nothing new is written until the retry resumes it
         self.dropped = False  # revoked: nothing of it is written or settled any more
         self.retrying = False  # a retry (rewind … resume) is under way
@@ -147,19 +154,36 @@ class Lane(Generic[P]):
             else:
                 self.max_stored = item.order
         if seq:
-            high = self.highest.get(stream)
-            if high is None or seq > high[0]:
-                self.highest[stream] = (seq, item.order)
-            elif not duplicate:
-                self.highest[stream] = (seq, item.order)  # a new message below the highest: a new stream
-            elif item.order > high[1]:
-                in_order = False  # a later record's copy precedes an earlier record's
-                self.highest[stream] = (seq, item.order)
+            if stream == self.seq_stream:
+                if seq > self.seq_high:
+                    self.seq_high = seq
+                    self.seq_order = item.order
+                elif not duplicate or item.order > self.seq_order:
+                    # a later record's copy precedes an earlier record's (a new message below the
+                    # highest sequence is a stream created again, not a reorder)
+                    in_order = in_order and not duplicate
+                    self.seq_high = seq
+                    self.seq_order = item.order
+            elif self.seq_stream is None:
+                self.seq_stream, self.seq_high, self.seq_order = stream, seq, item.order
+            else:
+                in_order = self._other_stream(item, duplicate, seq, stream) and in_order
         item.state = DONE
         item.token = 0
         sent = self.sent
         while sent and sent[0].state == DONE:
             sent.popleft()
+        return in_order
+
+    def _other_stream(self, item: P, duplicate: bool, seq: int, stream: bytes) -> bool:
+        """``stored``'s sequence rule for a stream other than the lane's first."""
+        high = self.seq_streams.get(stream)
+        in_order = True
+        if high is None or seq > high[0]:
+            self.seq_streams[stream] = (seq, item.order)
+        elif not duplicate or item.order > high[1]:
+            in_order = not duplicate
+            self.seq_streams[stream] = (seq, item.order)
         return in_order
 
     def failed_permanently(self, item: P) -> None:
