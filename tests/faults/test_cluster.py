@@ -174,8 +174,15 @@ async def test_kafka_and_nats_clusters_with_replicas_in_one_group(names: dict, w
             return all(poller.answers[n] and poller.answers[n][-1].status == 200 for n in replicas)
 
         async def grows(n: int) -> None:
-            base = await stream_count(nats_url(), stream)
-            target = min(base + n, total)
+            counted: list[int] = []
+
+            async def count() -> bool:
+                # right after a leader election STREAM.INFO can go unanswered for seconds: ask again
+                counted.append(await stream_count(nats_url(), stream))
+                return True
+
+            assert await wait_for(count, within=60)
+            target = min(counted[-1] + n, total)
 
             async def grown() -> bool:
                 return await stream_count(nats_url(), stream) >= target
