@@ -40,6 +40,7 @@ from dataclasses import replace
 from typing import Any
 
 from bridge.core.config import MetadataFilter, Templates
+from bridge.core.config.rules import compile_pattern
 from bridge.core.errors import RecordError
 from bridge.core.frames import (
     CRLF,
@@ -469,7 +470,7 @@ class Router:
         self._subject = templates.subject
         self._dead_subject = templates.dead_letter_subject
         self._prefixes = tuple(metadata.include_prefixes)
-        self._patterns = tuple(re.compile(p) for p in metadata.include_patterns)
+        self._patterns = tuple(compile_pattern(p) for p in metadata.include_patterns)
         self._wants_metadata = bool(self._prefixes or self._patterns)
         self._allowed: dict[str, str | None] = {}  # metadata key → header name, or None when filtered out
         # inject_tracing_map: applied to each message before anything else reads it (bridge.core.tracing)

@@ -23,6 +23,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
 
 from bridge.core.config import Loaded
+from bridge.core.config.rules import compile_pattern
 from bridge.core.errors import VerifyError
 from bridge.core.frames import MSG_ID_HEADER, clean_header_value
 from bridge.core.message import text
@@ -75,7 +76,7 @@ class Projection:
         configured = frozenset(name.lower() for name in out.headers)
         proj = cls(
             tuple(out.metadata.include_prefixes),
-            tuple(re.compile(p) for p in out.metadata.include_patterns),
+            tuple(compile_pattern(p) for p in out.metadata.include_patterns),
             configured,
             False,
             False,

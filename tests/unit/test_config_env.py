@@ -217,3 +217,11 @@ def test_just_under_the_limit_is_fine() -> None:
     assert parse(text, environ={"BIG": "z" * room}).output.headers["H"] == "z" * room
     with pytest.raises(ConfigError):
         parse(text, environ={"BIG": "z" * (room + 1)})
+
+
+def test_a_pattern_python_warns_about_is_taken_without_a_warning() -> None:
+    """``[[`` in a pattern makes Python's ``re`` warn (FutureWarning: a possible nested set): valid, so
+    neither a problem nor a warning escaping the loader (found by the property test above)."""
+    parse(HEAD + "    metadata: {include_patterns: ['x[[a]']}\n", environ={})  # valid: '[' or 'a'
+    with pytest.raises(ConfigError, match="invalid regular expression: unterminated character set"):
+        parse(HEAD + "    metadata: {include_patterns: ['00[[']}\n", environ={})

@@ -360,7 +360,7 @@ def parse(
             headers.append((name, compiled))
     for i, pattern in enumerate(out.metadata.include_patterns):
         try:
-            re.compile(pattern)
+            rules.compile_pattern(pattern)
         except re.error as exc:
             path = (*base, "metadata", "include_patterns", i)
             problems.append(

@@ -20,6 +20,8 @@ Pure module: imports neither aiokafka nor nats.
 
 from __future__ import annotations
 
+import re
+import warnings
 from collections.abc import Iterator
 from urllib.parse import urlsplit
 
@@ -121,3 +123,13 @@ def _without_userinfo(url: str) -> str:
     if parts.query or parts.fragment or url.endswith(("?", "#")):
         shown += "?…" if parts.query or url.endswith("?") else "#…"
     return shown
+
+
+def compile_pattern(pattern: str) -> re.Pattern[str]:
+    """A metadata ``include_patterns`` entry compiled as Go's regexp would take it: Python's ``re`` warns
+    (FutureWarning) about sets it may read differently one day (``[[``, ``--``, ``&&``), which are valid
+    today; the warning is no problem of the config, so it is not shown. Invalid patterns raise
+    ``re.error``."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", FutureWarning)
+        return re.compile(pattern)
