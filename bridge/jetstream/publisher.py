@@ -417,14 +417,8 @@ class JetStreamSink(Generic[Ctx]):
         a later one (an R3 stream electing a leader). Ack timeouts and lost connections are not
         evidence: the publish may well have been stored; only acks and their sequences are."""
         self.reorders += 1
-        if duplicate:
-            log.error(
-                "order_violation", lane=lane.name, subject=item.subject, stored_early=item.msg_id, seq=seq
-            )
-        else:
-            log.error(
-                "order_violation", lane=lane.name, subject=item.subject, stored_late=item.msg_id, seq=seq
-            )
+        which = "stored_early" if duplicate else "stored_late"
+        log.error("order_violation", lane=lane.name, subject=item.subject, seq=seq, **{which: item.msg_id})
 
     def _resolved(self, n: int) -> None:
         self.in_flight -= n

@@ -26,23 +26,12 @@ from bridge.core.config import Loaded
 from bridge.core.config.rules import compile_pattern
 from bridge.core.errors import VerifyError
 from bridge.core.frames import MSG_ID_HEADER, clean_header_value
-from bridge.core.message import text
+from bridge.core.message import OWN_KEYS, text
 from bridge.core.routing import DEAD_LETTER_SUFFIX, RENAMED_PREFIX, parse_record_id
 
 __all__ = ["DEAD_LETTER", "KAFKA_METADATA", "Located", "Projection", "checksum"]
 
-KAFKA_METADATA = frozenset(
-    {
-        "kafka_key",
-        "kafka_topic",
-        "kafka_partition",
-        "kafka_offset",
-        "kafka_lag",
-        "kafka_timestamp_unix",
-        "kafka_timestamp_ms",
-        "kafka_tombstone_message",
-    }
-)
+KAFKA_METADATA = OWN_KEYS  # the kafka_* keys a record's own coordinates set (bridge.core.message)
 DEAD_LETTER = "Bridge-Error"
 
 

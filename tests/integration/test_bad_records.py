@@ -111,6 +111,18 @@ async def raw_stream(url: str, stream: str) -> list[Raw]:
     return out
 
 
+async def set_stream_limit(url: str, stream: str, **limits: int) -> None:
+    """Change limits of an existing stream (the operator fixing the cause)."""
+    nc = await nats.connect(url)
+    try:
+        info = await nc.jetstream().stream_info(stream)
+        for name, value in limits.items():
+            setattr(info.config, name, value)
+        await nc.jetstream().update_stream(info.config)
+    finally:
+        await nc.close()
+
+
 def backfill(cfg: Path) -> tuple[int, str, str]:
     done = run_cli("backfill", "-c", str(cfg), "--json", timeout=120)
     return done.returncode, done.stdout, done.stderr
@@ -621,13 +633,7 @@ async def test_a_record_the_stream_refused_is_dead_lettered_without_payload_and_
     assert (dead.offset[1], dead.text("Bridge-Error-Kind")) == (1, "stream_size")
     assert (dead.data, dead.text("Bridge-Payload-Omitted")) == (b"", "1000")
 
-    nc = await nats.connect(nats_url)
-    try:
-        info = await nc.jetstream().stream_info(stream)
-        info.config.max_msg_size = 4096
-        await nc.jetstream().update_stream(info.config)
-    finally:
-        await nc.close()
+    await set_stream_limit(nats_url, stream, max_msg_size=4096)
     again = write_config(workdir / "again.yaml", brokers=kafka.bootstrap, topics=[topic],
                          group=names["group"] + "-again", nats_url=nats_url, subject=f"{prefix}.data")  # fmt: skip
     code, stdout, stderr = backfill(again)
@@ -665,13 +671,7 @@ async def test_a_record_refused_alone_while_later_ones_are_stored_is_reported_as
         (event, *_) = await eventually(halted)
         assert "maximum bytes exceeded" in event["error"]
         assert await stream_count(nats_url, stream) == 3  # the records after it were stored
-        nc = await nats.connect(nats_url)
-        try:
-            info = await nc.jetstream().stream_info(stream)
-            info.config.max_bytes = 1 << 20
-            await nc.jetstream().update_stream(info.config)
-        finally:
-            await nc.close()
+        await set_stream_limit(nats_url, stream, max_bytes=1 << 20)
 
         async def all_stored() -> None:
             assert await stream_count(nats_url, stream) == 4
@@ -751,13 +751,7 @@ async def test_a_reorder_left_by_an_earlier_run_is_reported_by_the_run_that_stor
     assert await committed_offsets(kafka.bootstrap, group, topic) == {0: 1}  # not past the refused one
     assert not events(stderr, "order_violation")  # nothing stored out of order yet: 1 is not stored
 
-    nc = await nats.connect(nats_url)
-    try:
-        info = await nc.jetstream().stream_info(stream)
-        info.config.max_bytes = 1 << 20
-        await nc.jetstream().update_stream(info.config)
-    finally:
-        await nc.close()
+    await set_stream_limit(nats_url, stream, max_bytes=1 << 20)
     code, stdout, stderr = backfill(cfg)
     assert code == 0, stderr[-3000:]
     stored = await raw_stream(nats_url, stream)

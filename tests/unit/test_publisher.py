@@ -28,6 +28,7 @@ from bridge.jetstream.options import ConnectOptions
 from bridge.jetstream.publisher import JetStreamSink
 
 PREFIX = b"_INBOX." + b"A" * 22 + b"."
+TOO_LARGE = b'{"error":{"code":400,"err_code":10054,"description":"message size exceeds maximum allowed"}}'
 FRAME = re.compile(rb"HPUB (\S+) " + re.escape(PREFIX) + rb"(\d+) ")
 
 
@@ -150,10 +151,7 @@ async def test_replies_are_decoded_a_permanent_error_is_handed_back_a_retriable_
     sink.stage(lane, [(e, i) for i, e in enumerate(envelopes(2))])
     await sink.flush()
     (_, first), (_, second) = fake.sent()
-    too_large = (
-        b'{"error":{"code":400,"err_code":10054,"description":"message size exceeds maximum allowed"}}'
-    )
-    fake.on_reply(first, too_large, b"")
+    fake.on_reply(first, TOO_LARGE, b"")
     ((ctx, error),) = outcomes.failed
     assert ctx == 0
     assert isinstance(error, JetStreamError)
@@ -184,10 +182,7 @@ async def test_a_lane_whose_last_publish_failed_for_good_is_idle_at_once() -> No
     fake.on_puback(first, 1, False, b"S")
     await asyncio.sleep(0)
     assert not waiting.done()  # the second is still on the wire
-    too_large = (
-        b'{"error":{"code":400,"err_code":10054,"description":"message size exceeds maximum allowed"}}'
-    )
-    fake.on_reply(second, too_large, b"")
+    fake.on_reply(second, TOO_LARGE, b"")
     await asyncio.wait_for(waiting, 1)
     assert lane.idle
     assert [ctx for ctx, _ in outcomes.failed] == [1]
