@@ -80,7 +80,6 @@ class Lane(Generic[P]):
         "retrying",
         "sent",
         "seq_high",
-        "seq_order",
         "seq_stream",
         "seq_streams",
         "waiting",
@@ -92,12 +91,11 @@ class Lane(Generic[P]):
         self.waiting: deque[P] = deque()  # accepted, not written, in order
         self.outstanding = 0  # publishes of this lane on the wire right now
         self.max_stored = 0  # the latest (by first send) publish of this lane the stream stored
-        # the highest stream sequence acknowledged for this lane and its publish's first send, in the
-        # lane's first stream (seq_stream); other streams' in seq_streams (a dead-letter stream, ...)
+        # per stream: [the highest stream sequence acknowledged for this lane, its publish's first send];
+        # seq_stream / seq_high: the stream of the last ack and its entry (most acks: one dict lookup less)
+        self.seq_streams: dict[bytes, list[int]] = {}
         self.seq_stream: bytes | None = None
-        self.seq_high = 0
-        self.seq_order = 0
-        self.seq_streams: dict[bytes, tuple[int, int]] = {}
+        self.seq_high: list[int] = [0, 0]
         self.halted = False  # a retriable failure: nothing new is written until the retry resumes it
         self.dropped = False  # revoked: nothing of it is written or settled any more
         self.retrying = False  # a retry (rewind … resume) is under way
@@ -155,35 +153,22 @@ class Lane(Generic[P]):
                 self.max_stored = item.order
         if seq:
             if stream == self.seq_stream:
-                if seq > self.seq_high:
-                    self.seq_high = seq
-                    self.seq_order = item.order
-                elif not duplicate or item.order > self.seq_order:
-                    # a later record's copy precedes an earlier record's (a new message below the
-                    # highest sequence is a stream created again, not a reorder)
-                    in_order = in_order and not duplicate
-                    self.seq_high = seq
-                    self.seq_order = item.order
-            elif self.seq_stream is None:
-                self.seq_stream, self.seq_high, self.seq_order = stream, seq, item.order
+                high = self.seq_high
             else:
-                in_order = self._other_stream(item, duplicate, seq, stream) and in_order
+                high = self.seq_streams.setdefault(stream, [0, 0])
+                self.seq_stream, self.seq_high = stream, high
+            if seq > high[0]:
+                high[0], high[1] = seq, item.order
+            elif not duplicate or item.order > high[1]:
+                # a later record's copy precedes an earlier record's (a new message below the highest
+                # sequence is a stream created again, not a reorder)
+                in_order = in_order and not duplicate
+                high[0], high[1] = seq, item.order
         item.state = DONE
         item.token = 0
         sent = self.sent
         while sent and sent[0].state == DONE:
             sent.popleft()
-        return in_order
-
-    def _other_stream(self, item: P, duplicate: bool, seq: int, stream: bytes) -> bool:
-        """``stored``'s sequence rule for a stream other than the lane's first."""
-        high = self.seq_streams.get(stream)
-        in_order = True
-        if high is None or seq > high[0]:
-            self.seq_streams[stream] = (seq, item.order)
-        elif not duplicate or item.order > high[1]:
-            in_order = not duplicate
-            self.seq_streams[stream] = (seq, item.order)
         return in_order
 
     def failed_permanently(self, item: P) -> None:
